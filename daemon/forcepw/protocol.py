@@ -1,0 +1,135 @@
+"""The wire protocol between forcepwd and its clients, defined once.
+
+Transport: a Unix stream socket. A client connects, sends exactly one request, reads exactly one
+reply, and the daemon closes the connection. A request and a reply are each one JSON object
+encoded as UTF-8 on a single line ending in "\\n" (JSON escapes any newline inside strings).
+
+Requests: {"op": OP, ...fields}. Replies: {"ok": true, ...} or
+{"ok": false, "error": {"kind": KIND, "message": TEXT}}.
+
+The PAM module (pam_forcepw/protocol.c) speaks only OP_CHECK_LOGIN and OP_PASSWORD_CHANGED and
+reads only the "verdict" and "message" strings of the reply; tests/vectors.json holds the exact
+bytes both sides must agree on.
+"""
+
+import json
+
+SOCKET_PATH = "/run/forcepw/forcepwd.sock"
+
+# Limits. The PAM module has its own copy of the reply limit and the timeout in protocol.h.
+MAX_REQUEST_BYTES = 64 * 1024  # one request line, newline included
+MAX_PAM_REPLY_BYTES = 4096  # what the PAM module reads at most
+REQUEST_READ_TIMEOUT_S = 5.0  # daemon: a client must send its whole request within this
+MAX_CONNECTIONS = 64  # daemon: connections served at once; more are refused with ERR_BUSY
+MAX_PAM_FIELD_BYTES = 1024  # user, service, rhost, tty, ruser: longer values are refused
+
+# Operations.
+OP_CHECK_LOGIN = "check_login"  # PAM account: must this user change the password now?
+OP_PASSWORD_CHANGED = "password_changed"  # PAM password: the user has just set a new password
+OP_CALL = "call"  # admin/user: a WHM API 1 style function with string arguments
+OPS = (OP_CHECK_LOGIN, OP_PASSWORD_CHANGED, OP_CALL)
+
+# Fields the PAM module sends, all strings ("" when the PAM item is unset).
+PAM_FIELDS = ("user", "service", "rhost", "tty", "ruser")
+# Set by the module from getuid() of the host process: the real uid of whoever ran su, sudo, ...
+FIELD_CALLER_UID = "caller_uid"
+
+# Verdicts in replies to the PAM operations.
+VERDICT_ALLOW = "allow"  # nothing to do
+VERDICT_CHANGE_REQUIRED = "change_required"  # account: return PAM_NEW_AUTHTOK_REQD
+VERDICT_CLEARED = "cleared"  # password: the flag was cleared
+
+# Error kinds.
+ERR_BAD_REQUEST = "bad_request"
+ERR_TOO_LARGE = "too_large"
+ERR_TIMEOUT = "timeout"
+ERR_FORBIDDEN = "forbidden"
+ERR_BUSY = "busy"
+ERR_INTERNAL = "internal"
+
+
+class ProtocolError(Exception):
+    """A request that cannot be understood; kind is one of the ERR_* values."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def encode(obj):
+    """One message as the bytes sent on the wire."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def decode_request(line):
+    """Bytes of one request line (newline optional) -> dict with a known "op"."""
+    if len(line) > MAX_REQUEST_BYTES:
+        raise ProtocolError(ERR_TOO_LARGE, f"request larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        request = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(ERR_BAD_REQUEST, f"request is not a JSON object: {exc}") from None
+    if not isinstance(request, dict):
+        raise ProtocolError(ERR_BAD_REQUEST, "request is not a JSON object")
+    op = request.get("op")
+    if op not in OPS:
+        raise ProtocolError(ERR_BAD_REQUEST, f"unknown op {op!r}")
+    if op in (OP_CHECK_LOGIN, OP_PASSWORD_CHANGED):
+        for field in PAM_FIELDS:
+            value = request.get(field, "")
+            if not isinstance(value, str):
+                raise ProtocolError(ERR_BAD_REQUEST, f"field {field!r} must be a string")
+            if len(value.encode("utf-8")) > MAX_PAM_FIELD_BYTES:
+                raise ProtocolError(ERR_TOO_LARGE, f"field {field!r} is too long")
+        if not request.get("user"):
+            raise ProtocolError(ERR_BAD_REQUEST, "field 'user' is required")
+        caller = request.get(FIELD_CALLER_UID, -1)
+        if not isinstance(caller, int) or isinstance(caller, bool):
+            raise ProtocolError(ERR_BAD_REQUEST, f"field {FIELD_CALLER_UID!r} must be an integer")
+    if op == OP_CALL:
+        if not isinstance(request.get("function"), str):
+            raise ProtocolError(ERR_BAD_REQUEST, "field 'function' must be a string")
+        args = request.get("args", {})
+        if not isinstance(args, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in args.items()
+        ):
+            raise ProtocolError(ERR_BAD_REQUEST, "field 'args' must map strings to strings")
+    return request
+
+
+def check_login_request(user, service="", rhost="", tty="", ruser="", caller_uid=-1):
+    return {"op": OP_CHECK_LOGIN, "user": user, "service": service, "rhost": rhost,
+            "tty": tty, "ruser": ruser, FIELD_CALLER_UID: caller_uid}
+
+
+def password_changed_request(user, service="", rhost="", tty="", ruser="", caller_uid=-1):
+    return dict(check_login_request(user, service, rhost, tty, ruser, caller_uid),
+                op=OP_PASSWORD_CHANGED)
+
+
+def call_request(function, args):
+    return {"op": OP_CALL, "function": function, "args": dict(args)}
+
+
+def verdict_reply(verdict, message=""):
+    return {"ok": True, "verdict": verdict, "message": message}
+
+
+def result_reply(envelope):
+    return {"ok": True, "result": envelope}
+
+
+def error_reply(kind, message):
+    return {"ok": False, "error": {"kind": kind, "message": message}}
+
+
+def decode_reply(line):
+    """Bytes of one reply line -> dict; raises ProtocolError if it is not a reply."""
+    try:
+        reply = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(ERR_BAD_REQUEST, f"reply is not JSON: {exc}") from None
+    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        raise ProtocolError(ERR_BAD_REQUEST, "reply is not a forcepwd reply")
+    return reply
