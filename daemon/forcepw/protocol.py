@@ -13,6 +13,7 @@ bytes both sides must agree on.
 """
 
 import json
+from dataclasses import dataclass
 
 SOCKET_PATH = "/run/forcepw/forcepwd.sock"
 
@@ -38,6 +39,33 @@ FIELD_CALLER_UID = "caller_uid"
 VERDICT_ALLOW = "allow"  # nothing to do
 VERDICT_CHANGE_REQUIRED = "change_required"  # account: return PAM_NEW_AUTHTOK_REQD
 VERDICT_CLEARED = "cleared"  # password: the flag was cleared
+
+
+@dataclass(frozen=True)
+class Function:
+    """A WHM API 1 style function reachable through OP_CALL (and so from forcepwctl)."""
+    params: tuple  # (name, help) pairs; list functions also take api.filter/sort/chunk/columns.*
+    summary: str
+    admin_only: bool
+    is_list: bool = False
+
+
+FUNCTIONS = {
+    "forcepasswordchange": Function(
+        (("users_json", 'JSON object {"user":1|0}: 1 forces a change at next login, 0 cancels'),
+         ("stop_on_failure", "1 = stop at the first user that fails (default 0)"),
+         ("reason", "text stored with the flag and shown to the user at login"),
+         ("allow_no_password", "1 = flag users without a usable password anyway (default 0)")),
+        "Force users to change their password at their next login, or cancel it.", True),
+    "list_forced_password_changes": Function(
+        (), "List users who must change their password: since when, by whom, why.", True, True),
+    "get_forced_password_change": Function(
+        (("user", "the user (default: yourself)"),),
+        "One user's state, with the last password change they made.", False),
+    "forcepw_history": Function(
+        (("user", "only this user's events (a plain user always sees only their own)"),),
+        "Events: flagged, cleared by admin, changed by user, login refused.", False, True),
+}
 
 # Error kinds.
 ERR_BAD_REQUEST = "bad_request"

@@ -1,0 +1,271 @@
+"""What forcepwd does: the PAM questions and the WHM API 1 style functions.
+
+Every function returns a WHM envelope; every failure becomes one at the boundary (`call`).
+"""
+
+import json
+import logging
+
+from . import accounts, listing, protocol
+from .peer import PeerRole
+from .policy import login_message
+from .store import (EVENT_CHANGED_BY_USER, EVENT_CLEARED_BY_ADMIN, EVENT_LOGIN_REFUSED, StoreError)
+
+log = logging.getLogger("forcepwd")
+
+API_VERSION = 1
+MAX_USERNAME_BYTES = 256
+
+
+class ApiFailure(Exception):
+    """The call as a whole is wrong; nothing was changed. Rendered as 'API failure: ...'."""
+
+
+class Forbidden(Exception):
+    """The peer may not do this."""
+
+
+def envelope(command, result, reason, data=None, warnings=(), extra_metadata=None):
+    env = {}
+    if data is not None:
+        env["data"] = data
+    metadata = {"version": API_VERSION, "reason": reason, "result": result, "command": command}
+    metadata.update(extra_metadata or {})
+    if warnings:
+        metadata["output"] = {"warnings": list(warnings)}
+    env["metadata"] = metadata
+    return env
+
+
+def invalid_username(name):
+    """Why `name` cannot be a user name, or None (checked before anything is changed)."""
+    if name == "":
+        return "empty"
+    if len(name.encode("utf-8")) > MAX_USERNAME_BYTES:
+        return "too long"
+    if name.startswith("-"):
+        return "starts with '-'"
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F or ch in ":/" for ch in name):
+        return "contains whitespace, a control character, ':' or '/'"
+    return None
+
+
+def is_truthy(value):
+    """Perl's truth, as WHM reads a users_json value: 0, "", "0", null and false clear the flag."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, str):
+        return value not in ("", "0")
+    return True  # arrays and objects are references, and references are true in Perl
+
+
+class Operations:
+    def __init__(self, store, policy):
+        self.store = store
+        self.policy = policy
+        self._handlers = {
+            "forcepasswordchange": self.forcepasswordchange,
+            "list_forced_password_changes": self.list_forced_password_changes,
+            "get_forced_password_change": self.get_forced_password_change,
+            "forcepw_history": self.forcepw_history,
+        }
+        assert self._handlers.keys() == protocol.FUNCTIONS.keys()
+
+    # PAM operations -------------------------------------------------------------------------
+
+    def check_login(self, peer, request):
+        user = request["user"]
+        if peer.role is not PeerRole.ROOT and user != peer.name:
+            raise Forbidden("only root may ask about another user")
+        flag = self.store.get_flag(user)
+        service = request["service"]
+        if flag is None or not self.policy.must_change_password(
+                service, request[protocol.FIELD_CALLER_UID], _days_until_change_allowed(user)):
+            return protocol.verdict_reply(protocol.VERDICT_ALLOW)
+        if peer.role is PeerRole.ROOT:
+            self.store.record_event(user, EVENT_LOGIN_REFUSED, peer.uid, peer.name, service,
+                                    _describe_origin(request))
+        log.info("user %s must change password (service %s %s)", user, service,
+                 _describe_origin(request))
+        return protocol.verdict_reply(protocol.VERDICT_CHANGE_REQUIRED, login_message(flag.reason))
+
+    def password_changed(self, peer, request):
+        # Only root runs the password stack that writes /etc/shadow; a user must not be able to
+        # clear their own flag by saying they changed the password.
+        if peer.role is not PeerRole.ROOT:
+            raise Forbidden("only root may report a password change")
+        user = request["user"]
+        flag = self.store.get_flag(user)
+        # The actor is the user: root's peer is only the passwd/sshd process that ran the change.
+        if flag and self.store.clear_flag(user, EVENT_CHANGED_BY_USER, flag.uid, user,
+                                          request["service"]):
+            log.info("user %s changed the password (service %s): flag cleared", user,
+                     request["service"])
+            return protocol.verdict_reply(protocol.VERDICT_CLEARED)
+        return protocol.verdict_reply(protocol.VERDICT_ALLOW)
+
+    # WHM API 1 style functions --------------------------------------------------------------
+
+    def call(self, peer, function, args):
+        """Run one function; whatever happens, the answer is an envelope."""
+        try:
+            spec = protocol.FUNCTIONS.get(function)
+            if spec is None:
+                raise ApiFailure(f"Unknown function \"{function}\".")
+            if spec.admin_only and peer.role is PeerRole.USER:
+                raise Forbidden(f"{peer.name} may not call {function}.")
+            params = {name for name, _ in spec.params}
+            unknown = sorted(k for k in args if k not in params
+                             and not (spec.is_list and listing.is_listing_arg(k)))
+            if unknown:
+                raise ApiFailure(f"Unknown parameter(s) for {function}: {', '.join(unknown)}.")
+            return self._handlers[function](peer, args)
+        except ApiFailure as exc:
+            return envelope(function, 0, f"API failure: {exc}")
+        except Forbidden as exc:
+            return envelope(function, 0, f"Access denied: {exc}")
+        except listing.ListingError as exc:
+            return envelope(function, 0, f"API failure: {exc}")
+
+    def forcepasswordchange(self, peer, args):
+        command = "forcepasswordchange"
+        users = _parse_users_json(args)
+        stop_on_failure = _parse_bool(args, "stop_on_failure")
+        allow_no_password = _parse_bool(args, "allow_no_password")
+        reason = args.get("reason", "")
+        invalid = sorted(name for name in users if invalid_username(name))
+        if invalid:
+            return envelope(command, 0, f"Invalid user(s): {', '.join(invalid)}")
+
+        updated, failed, warnings = [], {}, []
+        todo = [(name, is_truthy(users[name])) for name in sorted(users)
+                if is_truthy(users[name]) != self.store.is_flagged(name)]
+        if not todo:
+            return envelope(command, 1, "Nothing to do.", {"updated": []})
+        for name, want_flag in todo:
+            try:
+                if want_flag:
+                    warning = self._flag_user(peer, name, reason, allow_no_password)
+                    if warning:
+                        warnings.append(warning)
+                else:
+                    self.store.clear_flag(name, EVENT_CLEARED_BY_ADMIN, peer.uid, peer.name)
+                    log.info("%s cleared the flag of %s", peer.name, name)
+                updated.append(name)
+            except _UserFailure as exc:
+                failed[name] = str(exc)
+            except StoreError as exc:
+                log.error("store failure for %s: %s", name, exc)
+                failed[name] = f"Could not store the change for \"{name}\": {exc}"
+            if failed and stop_on_failure:
+                break
+
+        data = {"updated": updated}
+        if not failed:
+            return envelope(command, 1, "OK", data, warnings)
+        data["failed"] = failed
+        if len(failed) == 1 or stop_on_failure:
+            reason_text = next(iter(failed.values()))
+        else:
+            reason_text = f"Failed to update {len(failed)} users: {', '.join(sorted(failed))}."
+        return envelope(command, 0, reason_text, data, warnings)
+
+    def _flag_user(self, peer, name, reason, allow_no_password):
+        """Flag one user; returns a warning for the admin, or None."""
+        try:
+            account = accounts.lookup(name)
+        except accounts.NoSuchUser:
+            raise _UserFailure(f"The user \"{name}\" does not exist.") from None
+        if account.has_usable_password is False and not allow_no_password:
+            # Forcing a change asks for the current password first: a key-only account has none
+            # to give and would be locked out for good (case C02).
+            raise _UserFailure(
+                f"The user \"{name}\" has no usable password, so a forced change would lock "
+                f"them out; set a password first, or pass allow_no_password=1.")
+        self.store.set_flag(name, account.uid, peer.uid, peer.name, reason)
+        log.info("%s flagged %s%s", peer.name, name, f" ({reason})" if reason else "")
+        days = account.days_until_change_allowed
+        if days:
+            return (f"The minimum password age does not let \"{name}\" change the password for "
+                    f"{days} more day(s); until then logins are not forced.")
+        return None
+
+    def list_forced_password_changes(self, peer, args):
+        command = "list_forced_password_changes"
+        records = [_flag_record(flag) for flag in self.store.list_flags()]
+        records, extra = listing.apply_list_args(records, args)
+        return envelope(command, 1, "OK", {"users": records}, extra_metadata=extra)
+
+    def get_forced_password_change(self, peer, args):
+        command = "get_forced_password_change"
+        user = args.get("user", peer.name)
+        if peer.role is PeerRole.USER and user != peer.name:
+            raise Forbidden(f"{peer.name} may only ask about {peer.name}.")
+        flag = self.store.get_flag(user)
+        changes = [e for e in self.store.history(user) if e.event == EVENT_CHANGED_BY_USER]
+        data = {"user": user, "flagged": 1 if flag else 0}
+        if flag:
+            data.update({k: v for k, v in _flag_record(flag).items() if k != "user"})
+        data["last_change"] = _event_record(changes[-1]) if changes else None
+        return envelope(command, 1, "OK", data)
+
+    def forcepw_history(self, peer, args):
+        command = "forcepw_history"
+        user = args.get("user")
+        if peer.role is PeerRole.USER:
+            if user not in (None, peer.name):
+                raise Forbidden(f"{peer.name} may only ask about {peer.name}.")
+            user = peer.name
+        records = [_event_record(event) for event in self.store.history(user)]
+        records, extra = listing.apply_list_args(records, args)
+        return envelope(command, 1, "OK", {"events": records}, extra_metadata=extra)
+
+
+class _UserFailure(Exception):
+    """One user could not be updated; the others go on (unless stop_on_failure)."""
+
+
+def _parse_users_json(args):
+    if "users_json" not in args:
+        raise ApiFailure('The parameter "users_json" is required.')
+    try:
+        users = json.loads(args["users_json"])
+    except ValueError as exc:
+        raise ApiFailure(f'The parameter "users_json" is not valid JSON: {exc}.') from None
+    if not isinstance(users, dict):
+        kind = {list: "an array", str: "a string"}.get(type(users), "not an object")
+        raise ApiFailure('The parameter "users_json" must be a JSON object of user names '
+                         f'(for example {{"user1":1}}), not {kind}.')
+    return users
+
+
+def _parse_bool(args, name):
+    value = args.get(name, "0")
+    if value not in ("0", "1"):
+        raise ApiFailure(f'The parameter "{name}" must be 0 or 1, not "{value}".')
+    return value == "1"
+
+
+def _flag_record(flag):
+    return {"user": flag.user, "uid": flag.uid, "flagged_at": flag.flagged_at,
+            "flagged_by": flag.flagged_by, "flagged_by_uid": flag.flagged_by_uid,
+            "reason": flag.reason}
+
+
+def _event_record(event):
+    return {"at": event.at, "user": event.user, "event": event.event, "actor": event.actor,
+            "actor_uid": event.actor_uid, "service": event.service, "detail": event.detail}
+
+
+def _days_until_change_allowed(user):
+    try:
+        return accounts.lookup(user).days_until_change_allowed or 0
+    except accounts.NoSuchUser:
+        return 0
+
+
+def _describe_origin(request):
+    parts = [f"{key}={request[key]}" for key in ("rhost", "tty", "ruser") if request.get(key)]
+    return " ".join(parts)

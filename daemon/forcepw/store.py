@@ -1,0 +1,161 @@
+"""Durable state: which users must change their password, and what happened to whom.
+
+SQLite in WAL mode with synchronous=FULL: a commit returns only after the log is fsync'ed, so a
+write the daemon has acknowledged survives a crash or power loss.
+"""
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+DB_NAME = "forcepw.db"
+
+# History event kinds.
+EVENT_FLAGGED = "flagged"
+EVENT_CLEARED_BY_ADMIN = "cleared_by_admin"
+EVENT_CHANGED_BY_USER = "changed_by_user"
+EVENT_LOGIN_REFUSED = "login_refused"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS flags (
+    user TEXT PRIMARY KEY,
+    uid INTEGER NOT NULL,
+    flagged_at TEXT NOT NULL,
+    flagged_by_uid INTEGER NOT NULL,
+    flagged_by TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    user TEXT NOT NULL,
+    event TEXT NOT NULL,
+    actor_uid INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    service TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user, id);
+"""
+
+
+class StoreError(Exception):
+    """The state could not be read or written."""
+
+
+@dataclass(frozen=True)
+class Flag:
+    user: str
+    uid: int
+    flagged_at: str
+    flagged_by_uid: int
+    flagged_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Event:
+    at: str
+    user: str
+    event: str
+    actor_uid: int
+    actor: str
+    service: str
+    detail: str
+
+
+def utc_now():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Store:
+    def __init__(self, state_dir):
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        path = os.path.join(state_dir, DB_NAME)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from exc
+        os.chmod(path, 0o600)
+
+    def close(self):
+        self._db.close()
+
+    def get_flag(self, user):
+        row = self._db.execute(
+            "SELECT user, uid, flagged_at, flagged_by_uid, flagged_by, reason"
+            " FROM flags WHERE user = ?", (user,)).fetchone()
+        return Flag(*row) if row else None
+
+    def is_flagged(self, user):
+        return self._db.execute("SELECT 1 FROM flags WHERE user = ?", (user,)).fetchone() is not None
+
+    def list_flags(self):
+        rows = self._db.execute(
+            "SELECT user, uid, flagged_at, flagged_by_uid, flagged_by, reason"
+            " FROM flags ORDER BY user").fetchall()
+        return [Flag(*row) for row in rows]
+
+    def set_flag(self, user, uid, actor_uid, actor, reason=""):
+        """Flag one user and record it, in one durable transaction."""
+        now = utc_now()
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO flags VALUES (?, ?, ?, ?, ?, ?)",
+                (user, uid, now, actor_uid, actor, reason))
+            self._record(now, user, EVENT_FLAGGED, actor_uid, actor, "", reason)
+
+    def clear_flag(self, user, event, actor_uid, actor, service=""):
+        """Clear one user's flag and record why; returns False if it was not flagged."""
+        now = utc_now()
+        with self._transaction():
+            cleared = self._db.execute("DELETE FROM flags WHERE user = ?", (user,)).rowcount
+            if cleared:
+                self._record(now, user, event, actor_uid, actor, service, "")
+        return bool(cleared)
+
+    def record_event(self, user, event, actor_uid, actor, service="", detail=""):
+        with self._transaction():
+            self._record(utc_now(), user, event, actor_uid, actor, service, detail)
+
+    def history(self, user=None, limit=1000):
+        """The newest `limit` events, oldest first; of one user when given."""
+        where, params = ("WHERE user = ?", (user,)) if user is not None else ("", ())
+        rows = self._db.execute(
+            f"SELECT at, user, event, actor_uid, actor, service, detail FROM events {where}"
+            " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+        return [Event(*row) for row in reversed(rows)]
+
+    def _record(self, at, user, event, actor_uid, actor, service, detail):
+        self._db.execute(
+            "INSERT INTO events (at, user, event, actor_uid, actor, service, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", (at, user, event, actor_uid, actor, service, detail))
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, with ROLLBACK on error; sqlite errors become StoreError."""
+
+    def __init__(self, db):
+        self._db = db
+
+    def __enter__(self):
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.Error as err:
+            raise StoreError(str(err)) from err
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(str(exc)) from exc
+        return False
