@@ -195,7 +195,7 @@ class Operations:
     def list_forced_password_changes(self, peer, args):
         command = "list_forced_password_changes"
         records = [_flag_record(flag) for flag in self.store.list_flags()]
-        records, extra = listing.apply_list_args(records, args)
+        records, extra = listing.apply_list_args(records, args, FLAG_FIELDS)
         return envelope(command, 1, "OK", {"users": records}, extra_metadata=extra)
 
     def get_forced_password_change(self, peer, args):
@@ -219,7 +219,7 @@ class Operations:
                 raise Forbidden(f"{peer.name} may only ask about {peer.name}.")
             user = peer.name
         records = [_event_record(event) for event in self.store.history(user)]
-        records, extra = listing.apply_list_args(records, args)
+        records, extra = listing.apply_list_args(records, args, EVENT_FIELDS)
         return envelope(command, 1, "OK", {"events": records}, extra_metadata=extra)
 
 
@@ -246,6 +246,10 @@ def _parse_bool(args, name):
     if value not in ("0", "1"):
         raise ApiFailure(f'The parameter "{name}" must be 0 or 1, not "{value}".')
     return value == "1"
+
+
+FLAG_FIELDS = ("user", "uid", "flagged_at", "flagged_by", "flagged_by_uid", "reason")
+EVENT_FIELDS = ("at", "user", "event", "actor", "actor_uid", "service", "detail")
 
 
 def _flag_record(flag):

@@ -72,6 +72,7 @@ def utc_now():
 class Store:
     def __init__(self, state_dir):
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        os.chmod(state_dir, 0o700)  # also when it already existed: flags and history are private
         path = os.path.join(state_dir, DB_NAME)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
