@@ -20,11 +20,10 @@ def ctl_json(daemon, *args):
     return proc.returncode, (json.loads(proc.stdout) if proc.stdout else None)
 
 
-def run_cli_as(user, socket_path, *args, groups=()):
-    """forcepwctl run by `user` (a forked child that drops to the user's uid and the given
-    supplementary groups, so the daemon sees them through SO_PEERCRED/SO_PEERGROUPS)
-    -> (exit status, output)."""
-    os.chmod(Path(socket_path).parent, 0o755)  # let the user reach the socket
+def run_as(user, function, groups=()):
+    """function() run in a forked child that has dropped to the user's uid, gid and the given
+    supplementary groups, so the daemon sees them through SO_PEERCRED/SO_PEERGROUPS (no exec:
+    the user need not be able to read this Python). -> (exit status, what it printed)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -36,7 +35,7 @@ def run_cli_as(user, socket_path, *args, groups=()):
             os.setgroups(list(groups))
             os.setgid(user.pw.pw_gid)
             os.setuid(user.pw.pw_uid)
-            code = cli.main(["--socket", socket_path, "--output=json", *args])
+            code = function()
             out.flush()
         finally:
             os._exit(code)
@@ -45,6 +44,13 @@ def run_cli_as(user, socket_path, *args, groups=()):
         output = pipe.read().decode("utf-8")
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), output
+
+
+def run_cli_as(user, socket_path, *args, groups=()):
+    """forcepwctl --output=json run by `user`."""
+    os.chmod(Path(socket_path).parent, 0o755)  # let the user reach the socket
+    return run_as(user, lambda: cli.main(["--socket", socket_path, "--output=json", *args]),
+                  groups)
 
 
 @pytest.fixture
