@@ -24,7 +24,7 @@ PAM_MODULE = "pam_forcepw.so"
 # other failure of the module is ignored (fail open). The password line sits after pam_unix, so
 # it runs only when the new password was written.
 PAM_ACCOUNT_CONTROL = "[success=ok new_authtok_reqd=done default=ignore]"
-PAM_PASSWORD_CONTROL = "optional"
+PAM_PASSWORD_CONTROL = "[success=ok default=ignore]"
 
 ALIASES_HELP = """\
 shortcuts:
