@@ -50,8 +50,9 @@ if [ -f "$PIDFILE" ]; then
         for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     fi
     rm -f "$PIDFILE"
-    rm -f /run/forcepw/forcepwd.sock
-    rmdir /run/forcepw 2>/dev/null || true
+fi
+if [ ! -d /run/systemd/system ]; then
+    rmdir /run/forcepw 2>/dev/null || true  # left empty by a daemon that bound its own socket
 fi
 rm -f "$UNIT_DIR/forcepwd.socket" "$UNIT_DIR/forcepwd.service"
 if [ -d /run/systemd/system ]; then
