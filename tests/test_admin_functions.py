@@ -102,7 +102,8 @@ def test_a_bad_list_argument_is_an_api_failure(daemon, three_flagged):
 def test_status_shows_one_user_including_the_last_change_they_made(daemon, make_user):
     alice = make_user()
     assert ctl_json(daemon, "flag", alice.name, "--reason", "rotate")[0] == 0
-    client.ask(daemon.socket, protocol.password_changed_request(alice.name, "passwd", caller_uid=0))
+    client.ask(daemon.socket, protocol.password_changed_request(alice.name, "passwd",
+                                                                caller_uid=alice.pw.pw_uid))
     status, env = ctl_json(daemon, "status", alice.name)
     assert status == 0
     data = env["data"]
@@ -185,3 +186,17 @@ def test_members_of_the_admin_group_may_flag(make_user, request):
     assert status == 0, out
     assert json.loads(out)["data"]["updated"] == [target.name]
 
+
+
+def test_root_resetting_a_flagged_users_password_keeps_the_flag(daemon, make_user):  # case C09
+    alice = make_user()
+    ctl_json(daemon, "flag", alice.name)
+    reply = client.ask(daemon.socket,
+                       protocol.password_changed_request(alice.name, "chpasswd", caller_uid=0))
+    assert reply["verdict"] == protocol.VERDICT_ALLOW
+    _, env = ctl_json(daemon, "status", alice.name)
+    assert env["data"]["flagged"] == 1
+    _, env = ctl_json(daemon, "history", alice.name)
+    assert env["data"]["events"][-1]["event"] == "reset_by_admin"
+    own = protocol.password_changed_request(alice.name, "passwd", caller_uid=alice.pw.pw_uid)
+    assert client.ask(daemon.socket, own)["verdict"] == protocol.VERDICT_CLEARED

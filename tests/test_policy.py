@@ -34,5 +34,23 @@ def test_not_forced_while_the_minimum_password_age_forbids_the_change():  # case
 
 
 def test_the_login_message_names_the_administrator_and_the_reason():
-    assert "administrator" in login_message("")
-    assert "Reason: audit 2026" in login_message("audit 2026")
+    assert "administrator" in login_message("", "login")
+    assert "Reason: audit 2026" in login_message("audit 2026", "login")
+
+
+def test_over_ssh_the_message_says_how_to_change_it_when_there_is_no_terminal():  # case C01
+    assert "ssh -t" in login_message("", "sshd")
+    assert "ssh -t" not in login_message("", "login")
+
+
+def test_a_change_clears_the_flag_when_the_user_made_it():
+    policy = Policy()
+    assert policy.is_users_own_change("passwd", caller_uid=1000, user_uid=1000)  # user ran passwd
+    assert policy.is_users_own_change("sshd", caller_uid=0, user_uid=1000)  # forced at ssh login
+    assert policy.is_users_own_change("login", caller_uid=0, user_uid=1000)  # console login
+
+
+def test_root_resetting_the_password_keeps_the_flag_unless_configured():  # case C09
+    for service in ("passwd", "chpasswd"):
+        assert not Policy().is_users_own_change(service, caller_uid=0, user_uid=1000)
+        assert Policy(admin_reset_clears=True).is_users_own_change(service, 0, 1000)

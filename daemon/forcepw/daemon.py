@@ -37,6 +37,9 @@ def parse_args(argv):
                         help="PAM services where a flag is not enforced (default %(default)s)")
     parser.add_argument("--enforce-su-by-root", action="store_true",
                         help="force the change also when root runs su into a flagged account")
+    parser.add_argument("--admin-reset-clears", action="store_true",
+                        help="let root setting a user's password (passwd USER, chpasswd) clear "
+                             "the flag too")
     parser.add_argument("--debug", action="store_true")
     return parser.parse_args(argv)
 
@@ -105,7 +108,8 @@ async def watchdog(notifier, store, interval):
 
 async def run(args):
     policy = Policy(exempt_services=frozenset(s for s in args.exempt_services.split(",") if s),
-                    root_su_exempt=not args.enforce_su_by_root)
+                    root_su_exempt=not args.enforce_su_by_root,
+                    admin_reset_clears=args.admin_reset_clears)
     store = Store(args.state_dir)
     server = Server(Operations(store, policy), admin_gid(args.admin_group))
     sock = activated_socket()

@@ -7,9 +7,10 @@ import json
 import logging
 
 from . import accounts, listing, protocol
-from .peer import PeerRole
+from .peer import PeerRole, user_name
 from .policy import login_message
-from .store import (EVENT_CHANGED_BY_USER, EVENT_CLEARED_BY_ADMIN, EVENT_LOGIN_REFUSED, StoreError)
+from .store import (EVENT_CHANGED_BY_USER, EVENT_CLEARED_BY_ADMIN, EVENT_LOGIN_REFUSED,
+                    EVENT_RESET_BY_ADMIN, StoreError)
 
 log = logging.getLogger("forcepwd")
 
@@ -89,20 +90,28 @@ class Operations:
                                     _describe_origin(request))
         log.info("user %s must change password (service %s %s)", user, service,
                  _describe_origin(request))
-        return protocol.verdict_reply(protocol.VERDICT_CHANGE_REQUIRED, login_message(flag.reason))
+        return protocol.verdict_reply(protocol.VERDICT_CHANGE_REQUIRED,
+                                      login_message(flag.reason, service))
 
     def password_changed(self, peer, request):
         # Only root runs the password stack that writes /etc/shadow; a user must not be able to
         # clear their own flag by saying they changed the password.
         if peer.role is not PeerRole.ROOT:
             raise Forbidden("only root may report a password change")
-        user = request["user"]
+        user, service = request["user"], request["service"]
         flag = self.store.get_flag(user)
+        if flag is None:
+            return protocol.verdict_reply(protocol.VERDICT_ALLOW)
+        caller_uid = request[protocol.FIELD_CALLER_UID]
+        if not self.policy.is_users_own_change(service, caller_uid, flag.uid):
+            self.store.record_event(user, EVENT_RESET_BY_ADMIN, caller_uid,
+                                    user_name(caller_uid), service, "flag kept")
+            log.info("password of %s reset by uid %s (service %s): flag kept", user, caller_uid,
+                     service)
+            return protocol.verdict_reply(protocol.VERDICT_ALLOW)
         # The actor is the user: root's peer is only the passwd/sshd process that ran the change.
-        if flag and self.store.clear_flag(user, EVENT_CHANGED_BY_USER, flag.uid, user,
-                                          request["service"]):
-            log.info("user %s changed the password (service %s): flag cleared", user,
-                     request["service"])
+        if self.store.clear_flag(user, EVENT_CHANGED_BY_USER, flag.uid, user, service):
+            log.info("user %s changed the password (service %s): flag cleared", user, service)
             return protocol.verdict_reply(protocol.VERDICT_CLEARED)
         return protocol.verdict_reply(protocol.VERDICT_ALLOW)
 

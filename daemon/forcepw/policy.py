@@ -11,13 +11,23 @@ DEFAULT_EXEMPT_SERVICES = frozenset({
 # su into a flagged account by root is maintenance, not the user logging in (C05).
 SU_SERVICES = frozenset({"su", "su-l"})
 
+# Services through which root sets someone else's password: an admin reset, not the user's own
+# change, so the flag stays (case C09). sshd and login also run as root, but they change the
+# password during the user's own login.
+ADMIN_RESET_SERVICES = frozenset({"passwd", "chpasswd", "newusers"})
+
 DEFAULT_MESSAGE = "An administrator requires you to change your password now."
+# sshd refuses a forced change without a terminal ("Password change required but no TTY
+# available"); say what to do before it does (case C01).
+NO_TTY_HINT = ("If this is a command without a terminal, log in interactively once "
+               "(for example: ssh -t HOST) to set a new password.")
 
 
 @dataclass(frozen=True)
 class Policy:
     exempt_services: frozenset = field(default=DEFAULT_EXEMPT_SERVICES)
     root_su_exempt: bool = True
+    admin_reset_clears: bool = False
 
     def must_change_password(self, service, caller_uid, days_until_change_allowed):
         """Asked only for a flagged user."""
@@ -32,9 +42,18 @@ class Policy:
         return True
 
 
-def login_message(reason):
+    def is_users_own_change(self, service, caller_uid, user_uid):
+        """Does this completed password change clear the flag?"""
+        if caller_uid == user_uid:
+            return True  # the user ran passwd (also what sshd runs for a key login with a TTY)
+        return self.admin_reset_clears or not (caller_uid == 0 and service in ADMIN_RESET_SERVICES)
+
+
+def login_message(reason, service):
     """What a flagged user is told at login, before the password change starts."""
     text = DEFAULT_MESSAGE
     if reason:
         text += f"\nReason: {reason}"
+    if service.startswith("sshd"):
+        text += "\n" + NO_TTY_HINT
     return text

@@ -16,6 +16,7 @@ EVENT_FLAGGED = "flagged"
 EVENT_CLEARED_BY_ADMIN = "cleared_by_admin"
 EVENT_CHANGED_BY_USER = "changed_by_user"
 EVENT_LOGIN_REFUSED = "login_refused"
+EVENT_RESET_BY_ADMIN = "reset_by_admin"  # root set the password; the flag stays
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS flags (
