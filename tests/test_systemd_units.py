@@ -6,6 +6,7 @@ leaves it untouched. The checkout is bind-mounted read-only at /src; the units a
 shipped, and /usr/local/sbin/forcepwd (their ExecStart) runs the daemon from /src.
 """
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -21,8 +22,19 @@ REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("FORCEPW_TEST_CACHE", "/var/cache/forcepw-test"))
 SUITE = "bookworm"
 # The daemon's dependencies come from Debian here, so the container needs no network.
-# procps: /bin/kill for ExecReload, there on every Debian system but not in minbase.
-INCLUDE = "systemd,systemd-sysv,dbus,procps,python3,python3-yaml,python3-sdnotify,python3-systemd"
+# procps: /bin/kill for ExecReload, there on every Debian system but not in minbase. The second
+# line is what install.sh would apt-get, so that install.sh runs inside without apt.
+INCLUDE = ",".join([
+    "systemd,systemd-sysv,dbus,procps,python3,python3-yaml,python3-sdnotify,python3-systemd",
+    "ca-certificates,gcc,make,libc6-dev,libpam0g-dev,libpam-runtime,python3-venv,python3-dev,"
+    "libsystemd-dev,pkg-config,pamtester,passwd",
+])
+# Commands inside get this environment, not the test runner's (pyenv, pip settings, ...).
+CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "LANG": "C.UTF-8", "HOME": "/root"}
+# pip inside the container trusts what the host trusts (the host may reach PyPI through a proxy
+# with its own CA).
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 SOCKET = "/run/forcepw/forcepwd.sock"
 UNIT_DIR = "/usr/local/lib/systemd/system"
 
@@ -79,6 +91,9 @@ def cached_rootfs():
             pytest.fail(f"debootstrap failed:\n{result.stdout[-5000:]}")
         # Renamed only when complete: an interrupted build is never taken for a cached tree.
         building.rename(rootfs)
+        for stale in CACHE.glob("rootfs-*"):  # trees for an older INCLUDE are never used again
+            if stale != rootfs:
+                shutil.rmtree(stale, ignore_errors=True)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return rootfs
@@ -94,7 +109,7 @@ class Container:
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "--register=no", "--keep-unit", "--quiet",
              f"--machine={self.name}", "--directory", str(rootfs), "--volatile=overlay",
-             f"--bind-ro={REPO}:/src", "--boot", "--console=pipe"],
+             f"--bind-ro={REPO}:/src", *_host_ca_bind(), "--boot", "--console=pipe"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
         self.pid1 = None
@@ -113,10 +128,10 @@ class Container:
             time.sleep(0.1)
         raise AssertionError("the container's init did not appear:\n" + self.console())
 
-    def run(self, *argv, check=True, timeout=60, input=None):
+    def run(self, *argv, check=True, timeout=60, input=None, env=None):
         result = subprocess.run(["nsenter", "-t", str(self.pid1), "-a", "--", *argv],
                                 input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, timeout=timeout)
+                                text=True, timeout=timeout, env=dict(CLEAN_ENV, **(env or {})))
         if check and result.returncode != 0:
             raise AssertionError(f"{argv} exited with {result.returncode}:\n"
                                  f"{result.stdout}\n{result.stderr}")
@@ -148,6 +163,10 @@ class Container:
                 and _ns_pid(self.pid1) == 1:
             _kill(self.pid1)
         self.log.close()
+
+
+def _host_ca_bind():
+    return [f"--bind-ro={HOST_CA}:/etc/forcepw-test-host-ca.crt"] if Path(HOST_CA).exists() else []
 
 
 def _children(pid):
@@ -185,8 +204,9 @@ def _kill(pid):
         pass
 
 
-@pytest.fixture(scope="module")
-def container(tmp_path_factory):
+@contextlib.contextmanager
+def booted_container(tmp_path_factory):
+    """A fresh container (pristine tree, nothing kept), booted to running; always torn down."""
     reason = _missing_tools()
     if reason:
         pytest.skip(reason)
@@ -204,6 +224,15 @@ def container(tmp_path_factory):
                 raise AssertionError(f"the container did not boot (state {state!r}):\n"
                                      + box.console())
             time.sleep(0.5)
+        yield box
+    finally:
+        box.destroy()
+
+
+@pytest.fixture(scope="module")
+def container(tmp_path_factory):
+    """A booted container with the units installed as shipped and forcepwd running from /src."""
+    with booted_container(tmp_path_factory) as box:
         box.run("install", "-d", "-m", "0755", UNIT_DIR)
         box.run("install", "-m", "0644", "/src/systemd/forcepwd.socket",
                 "/src/systemd/forcepwd.service", UNIT_DIR)
@@ -211,8 +240,6 @@ def container(tmp_path_factory):
                 input=LAUNCHER)
         box.run("systemctl", "daemon-reload")
         yield box
-    finally:
-        box.destroy()
 
 
 def test_units_load_without_warnings_in_systemd_252(container):
@@ -299,3 +326,56 @@ def test_sighup_reloads_without_stopping(container):
         assert after == {"MainPID": before, "ActiveState": "active"}
     finally:
         container.run("systemctl", "stop", "forcepwd.service", "forcepwd.socket")
+
+
+def _pam_common(box):
+    return {name: box.run("cat", f"/etc/pam.d/common-{name}").stdout
+            for name in ("account", "password")}
+
+
+def test_install_sh_on_systemd_enables_everything_and_uninstall_sh_undoes_it(tmp_path_factory):
+    with booted_container(tmp_path_factory) as box:
+        # install.sh builds in its own tree (pip, make): give it a writable copy of the checkout.
+        box.sh("mkdir /root/forcepw && cd /src && "
+               "tar --exclude=./.venv --exclude=./.git --exclude='*.so' -cf - . "
+               "| tar -C /root/forcepw -xf -")
+        pam_before = _pam_common(box)
+        pip_env = {"PIP_CERT": "/etc/forcepw-test-host-ca.crt"} if _host_ca_bind() else {}
+
+        installed = box.run("/root/forcepw/install.sh", env=pip_env, timeout=900)
+        assert "enabled and (re)started forcepwd.socket and forcepwd.service" in installed.stdout
+        for unit in ("forcepwd.socket", "forcepwd.service"):
+            assert box.run("systemctl", "is-enabled", unit).stdout.strip() == "enabled"
+            assert box.run("systemctl", "is-active", unit).stdout.strip() == "active"
+        pam_installed = _pam_common(box)
+        for name, control in (("account", "[success=ok new_authtok_reqd=done default=ignore]"),
+                              ("password", "[success=ok default=ignore]")):
+            lines = [line.split() for line in pam_installed[name].splitlines()
+                     if line and not line.startswith("#")]
+            assert lines[-1] == [name, *control.split(), "pam_forcepw.so"]
+            assert [name, "required", "pam_permit.so"] in lines[:-1]
+
+        # The whole chain on a real stack: forcepwctl -> forcepwd -> pam_forcepw in common-account.
+        box.sh("useradd -m alice && echo 'alice:Old-Passw0rd!x' | chpasswd")
+        box.run("forcepwctl", "flag", "alice")
+        flagged = box.run("pamtester", "login", "alice", "acct_mgmt", check=False)
+        assert flagged.returncode != 0
+        assert "new one required" in flagged.stderr
+        box.run("forcepwctl", "unflag", "alice")
+        assert box.run("pamtester", "login", "alice", "acct_mgmt", check=False).returncode == 0
+
+        again = box.run("/root/forcepw/install.sh", env=pip_env, timeout=900)
+        assert again.returncode == 0
+        assert _pam_common(box) == pam_installed
+
+        box.run("/root/forcepw/uninstall.sh")
+        assert _pam_common(box) == pam_before
+        for unit in ("forcepwd.socket", "forcepwd.service"):
+            assert box.run("systemctl", "is-active", unit, check=False).stdout.strip() == "inactive"
+        for path in ("/opt/forcepw", "/usr/local/sbin/forcepwd", "/usr/local/bin/forcepwctl",
+                     f"{UNIT_DIR}/forcepwd.service", "/usr/share/pam-configs/forcepw",
+                     "/run/forcepw/forcepwd.sock"):
+            assert box.run("test", "-e", path, check=False).returncode != 0, path
+        assert box.run("sh", "-c", "ls /lib/*/security/pam_forcepw.so", check=False).returncode != 0
+        assert box.run("test", "-f", "/var/lib/forcepw/forcepw.db").returncode == 0, \
+            "the state is kept without --purge"
