@@ -103,7 +103,7 @@ if [ -d /run/systemd/system ]; then
     systemctl start forcepwd.socket
     # restart, not start: a re-install must run the code just installed.
     systemctl restart forcepwd.service
-    how_started="systemd (systemctl status forcepwd.service; journalctl -u forcepwd)"
+    how_started="started by systemd (systemctl status forcepwd.service; journalctl -u forcepwd)"
     did "enabled and (re)started forcepwd.socket and forcepwd.service under systemd"
 else
     say "PID 1 is not systemd: the units are installed but cannot be used here."
@@ -122,12 +122,12 @@ else
     fi
     if daemon_answers; then
         say "a forcepwd not started by this script already answers on $SOCKET; not starting another"
-        how_started="already running (not started by install.sh)"
+        how_started="a forcepwd that install.sh did not start was already running: left as it is"
     else
         say "starting forcepwd in the background WITHOUT systemd (no restart on crash, not started at boot)"
         setsid nohup /usr/local/sbin/forcepwd >>"$LOG" 2>&1 </dev/null &
         echo $! >"$PIDFILE"
-        how_started="in the background without systemd, pid $(cat "$PIDFILE"), log $LOG; it is NOT restarted on crash nor started at boot"
+        how_started="started in the background without systemd, pid $(cat "$PIDFILE"), log $LOG; it is NOT restarted on crash nor started at boot"
         did "started forcepwd in the background (pid $(cat "$PIDFILE"), log $LOG)"
     fi
 fi
@@ -171,7 +171,7 @@ fi
 echo
 echo "forcepw is installed:"
 for step in "${done_steps[@]}"; do echo "  - $step"; done
-echo "  daemon: answers on $SOCKET; started $how_started"
+echo "  daemon: answers on $SOCKET; $how_started"
 echo "  PAM: $pam_state"
 echo "  state: /var/lib/forcepw"
 echo "Try: forcepwctl forcepasswordchange users_json='{\"alice\":1}'"
