@@ -33,7 +33,8 @@ shortcuts:
   list                           list_forced_password_changes
   status [USER]                  get_forced_password_change (default: yourself)
   history [USER]                 forcepw_history
-  pam-lines [--module PATH]      the PAM lines for a custom service file
+  pam-lines [--socket PATH] [--module PATH]
+                                 the PAM lines for a custom service file
 """
 
 
@@ -124,8 +125,10 @@ def main(argv=None):
     try:
         if args.function == "pam-lines":
             parser = argparse.ArgumentParser(prog="forcepwctl pam-lines")
+            parser.add_argument("--socket", default=args.socket)
             parser.add_argument("--module", default=PAM_MODULE)
-            sys.stdout.write(pam_lines(args.socket, _parse_or_usage(parser, args.params).module))
+            parsed = _parse_or_usage(parser, args.params)
+            sys.stdout.write(pam_lines(parsed.socket, parsed.module))
             return EXIT_OK
         function, call_args = expand_shortcut(args.function, args.params)
     except UsageError as exc:
