@@ -1,0 +1,180 @@
+"""End-to-end over ssh: real sshd on a private port, the real ssh client, real users and PAM stacks
+on the machine's common-* files, forcepwd and pam_forcepw.so from this tree. Nothing is mocked."""
+
+import os
+import signal
+import time
+
+import pytest
+
+import fixtures
+
+pytestmark = pytest.mark.e2e
+
+# What the module sends as PAM_TEXT_INFO contains this word (policy.DEFAULT_MESSAGE).
+ADMIN_WORD = "administrator"
+# pam_unix's own message for an expired shadow entry; it must NOT be what the user sees here,
+# otherwise a forced change could come from /etc/shadow instead of from forcepw.
+PAM_UNIX_EXPIRED = "administrator enforced"
+FAIL_OPEN_LOGIN_BUDGET_S = 10.0  # the module waits at most 2 s per PAM call
+
+
+def assert_shadow_not_expired(user):
+    """The change must be forced by forcepw, not by an expired /etc/shadow entry."""
+    lastchg = user.shadow_fields()[2]
+    assert lastchg not in ("", "0"), f"shadow lastchg of {user.name} is {lastchg!r}"
+
+
+def forced_change_over_ssh(user, port):
+    """Logs in with the current password, goes through the forced change, reaches a shell.
+    Returns (new_password, transcript)."""
+    new_password = fixtures.strong_password(unlike=user.password)
+    with fixtures.ssh_login(user, port, password=user.password) as session:
+        session.change_password(user.password, new_password)
+        session.expect_shell()
+        session.logout()
+        transcript = session.transcript
+    old_password, user.password = user.password, new_password
+    return old_password, transcript
+
+
+def test_harness_private_sshd_without_forcepw_gives_an_unflagged_user_a_shell(
+        test_user, plain_sshd):
+    with fixtures.ssh_login(test_user, plain_sshd.port, password=test_user.password) as session:
+        session.expect_plain_shell()
+        session.logout()
+
+
+def test_pam_lines_prints_an_account_and_a_password_line_for_the_module_and_socket(
+        daemon, pam_module):
+    account, password = daemon.pam_lines(pam_module)
+    for line in (account, password):
+        assert pam_module in line.split()
+        assert f"socket={daemon.socket}" in line.split()
+    assert "new_authtok_reqd=done" in account
+
+
+def test_pam_lines_accepts_socket_after_the_subcommand_as_documented_in_the_contract(
+        daemon, pam_module):
+    # The brief's contract: `forcepwctl pam-lines --socket PATH --module /abs/pam_forcepw.so`.
+    proc = daemon.ctl("pam-lines", "--socket", daemon.socket, "--module", pam_module)
+    assert proc.returncode == 0, proc.stderr
+    assert f"socket={daemon.socket}" in proc.stdout
+
+
+def test_unflagged_user_logs_in_over_ssh_with_no_change_prompt(test_user, forcepw_sshd):
+    with fixtures.ssh_login(test_user, forcepw_sshd.port, password=test_user.password) as session:
+        session.expect_plain_shell()
+        session.logout()
+    assert ADMIN_WORD not in session.transcript
+
+
+def test_flagged_user_over_ssh_is_told_an_administrator_requires_a_new_password_changes_it_and_gets_a_shell(  # noqa: E501
+        test_user, daemon, forcepw_sshd):
+    envelope = daemon.flag(test_user)
+    assert envelope["data"]["updated"] == [test_user.name]
+    assert daemon.status(test_user)["flagged"] == 1
+    assert_shadow_not_expired(test_user)
+
+    old_password, transcript = forced_change_over_ssh(test_user, forcepw_sshd.port)
+
+    before_change = transcript.split("New password")[0]
+    assert ADMIN_WORD in before_change, transcript
+    assert PAM_UNIX_EXPIRED not in transcript
+    assert "Current password" in before_change, transcript
+    assert fixtures.SHELL_PROBE_ANSWER in transcript
+
+
+def test_after_the_forced_change_the_flag_is_gone_the_new_password_logs_in_plainly_and_the_old_one_is_refused(  # noqa: E501
+        test_user, daemon, forcepw_sshd):
+    daemon.flag(test_user)
+    old_password, _ = forced_change_over_ssh(test_user, forcepw_sshd.port)
+
+    status = daemon.status(test_user)
+    assert status["flagged"] == 0, status
+    assert status["last_change"] and status["last_change"]["user"] == test_user.name, status
+    proc, envelope = daemon.forcepasswordchange({test_user.name: 0})
+    assert proc.returncode == 0, proc.stderr
+    assert envelope["metadata"]["reason"] == "Nothing to do.", envelope
+    assert envelope["data"]["updated"] == []
+
+    with fixtures.ssh_login(test_user, forcepw_sshd.port, password=test_user.password) as session:
+        session.expect_plain_shell()
+        session.logout()
+    assert ADMIN_WORD not in session.transcript
+
+    with fixtures.ssh_login(test_user, forcepw_sshd.port) as session:
+        assert session.outcome_of_login(old_password) == "refused", session.transcript
+
+    # Flagging again changes something: it was not flagged any more.
+    envelope = daemon.flag(test_user)
+    assert envelope["data"]["updated"] == [test_user.name]
+
+
+def _timed_plain_login(user, port):
+    started = time.monotonic()
+    with fixtures.ssh_login(user, port, password=user.password) as session:
+        session.expect_plain_shell()
+        session.logout()
+    return time.monotonic() - started
+
+
+def test_daemon_stopped_unflagged_and_flagged_users_still_log_in_quickly_fail_open(
+        make_user, daemon, forcepw_sshd):
+    unflagged, flagged = make_user(), make_user()
+    daemon.flag(flagged)
+    daemon.stop()
+    assert daemon.proc.returncode is not None
+
+    for user in (unflagged, flagged):
+        elapsed = _timed_plain_login(user, forcepw_sshd.port)
+        assert elapsed < FAIL_OPEN_LOGIN_BUDGET_S, f"{user.name}: login took {elapsed:.1f} s"
+
+
+def test_daemon_frozen_flagged_user_still_logs_in_within_the_module_timeout(
+        test_user, daemon, forcepw_sshd):
+    # A daemon that accepts connections (the kernel backlog does) but never answers: the module
+    # must give up after its 2 s budget instead of hanging the login.
+    daemon.flag(test_user)
+    os.kill(daemon.proc.pid, signal.SIGSTOP)
+    try:
+        elapsed = _timed_plain_login(test_user, forcepw_sshd.port)
+    finally:
+        os.kill(daemon.proc.pid, signal.SIGCONT)
+    assert elapsed < FAIL_OPEN_LOGIN_BUDGET_S, f"login took {elapsed:.1f} s"
+    assert daemon.status(test_user)["flagged"] == 1
+
+
+def test_c10_flagged_user_with_key_and_tty_changes_password_via_passwd_and_the_flag_clears(
+        test_user, daemon, module_lines, make_sshd):
+    # sshd runs /usr/bin/passwd (PAM service "passwd" -> common-password) for a key login that
+    # needs a new password. Our module goes into common-account/common-password of a private
+    # copy of /etc/pam.d, bind-mounted only in sshd's own mount namespace.
+    account_line, password_line = module_lines
+    with fixtures.private_pam_d(account_line, password_line) as pam_d, \
+            fixtures.temp_dir() as keys:
+        identity = fixtures.add_authorized_key(test_user, keys)
+        server = make_sshd(fixtures.standard_stack(), private_pam_d=pam_d)
+        daemon.flag(test_user)
+        assert_shadow_not_expired(test_user)
+        new_password = fixtures.strong_password(unlike=test_user.password)
+
+        with fixtures.ssh_login(test_user, server.port, identity=identity, tty=True) as session:
+            session.change_password(test_user.password, new_password, ask_current=True)
+            session.expect([r"password updated successfully"])
+            session.expect_eof()  # sshd ends the session after passwd
+        transcript = session.transcript
+        test_user.password = new_password
+
+        assert "You must change your password now" in transcript, transcript
+        status = daemon.status(test_user)
+        assert status["flagged"] == 0, (status, transcript)
+        assert status["last_change"]["service"] == "passwd", status
+
+        with fixtures.ssh_login(test_user, server.port, identity=identity, tty=True) as session:
+            session.expect_plain_shell()
+            session.logout()
+
+    # The machine's own common-password never saw our module.
+    with open("/etc/pam.d/common-password") as f:
+        assert "pam_forcepw" not in f.read()
