@@ -200,3 +200,14 @@ def test_root_resetting_a_flagged_users_password_keeps_the_flag(daemon, make_use
     assert env["data"]["events"][-1]["event"] == "reset_by_admin"
     own = protocol.password_changed_request(alice.name, "passwd", caller_uid=alice.pw.pw_uid)
     assert client.ask(daemon.socket, own)["verdict"] == protocol.VERDICT_CLEARED
+
+
+def test_a_flag_is_not_enforced_while_the_minimum_password_age_forbids_the_change(
+        daemon, make_user):  # case C07: passwd run by the user (key login, su) would refuse it
+    young = make_user()
+    subprocess.run(["chage", "-m", "7", "-d", "today", young.name], check=True)
+    ctl_json(daemon, "flag", young.name)
+    check = protocol.check_login_request(young.name, "sshd", caller_uid=0)
+    assert client.ask(daemon.socket, check)["verdict"] == protocol.VERDICT_ALLOW
+    subprocess.run(["chage", "-m", "0", young.name], check=True)
+    assert client.ask(daemon.socket, check)["verdict"] == protocol.VERDICT_CHANGE_REQUIRED
