@@ -27,17 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 cd "$SRC"
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    say "apt-get install ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
-    did "installed Debian packages: ${missing[*]}"
-fi
+"$SRC/scripts/ensure-packages.sh" "${APT_PACKAGES[@]}"
 
 # Debian's python, never one from pyenv or elsewhere on PATH: the daemon must
 # keep working whatever happens to a user's toolchain.
@@ -71,21 +61,10 @@ did "installed forcepwd.socket and forcepwd.service into $UNIT_DIR"
 # Does something answer on the socket? Any well-formed reply counts, an error
 # reply included: it proves a forcepwd is listening and speaking the protocol.
 daemon_answers() {
-    "$VENV/bin/python" - "$SOCKET" <<'EOF' >/dev/null 2>&1
-import socket, sys
-from forcepw import protocol
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(3)
-s.connect(sys.argv[1])
-s.sendall(protocol.encode(protocol.call_request("forcepasswordchange", {"users_json": "{}"})))
-reply = b""
-while not reply.endswith(b"\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    reply += chunk
-protocol.decode_reply(reply)
-EOF
+    # Any answer at all (even "Access denied") proves the daemon is there.
+    local status=0
+    "$VENV/bin/forcepwctl" --socket "$SOCKET" --output=json list >/dev/null 2>&1 || status=$?
+    [ "$status" -ne 3 ]  # forcepwctl's exit status when it cannot reach the daemon
 }
 
 wait_for_daemon() {
