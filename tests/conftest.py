@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -16,6 +17,14 @@ E2E_MARK = "e2e"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", f"{E2E_MARK}: end-to-end test with real users, sshd, PAM")
+    # `timeout`, CI cancellation and `kill` send SIGTERM, which by default ends Python without
+    # running any finally block: users and PAM files would stay. Make it unwind like Ctrl-C.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+
+
+def _interrupt_on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _require_root():

@@ -58,13 +58,12 @@ def _owner_tag():
 
 
 def _pid_alive(pid):
+    """True while `pid` runs; a zombie (killed, not yet reaped) counts as dead."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return not re.search(r"^State:\s+[ZX]", status, re.M)
 
 
 def _owner_pid(text):
@@ -103,6 +102,18 @@ def _env_with_daemon_on_path(extra=None):
         [str(DAEMON_SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(extra or {})
     return env
+
+
+TEMP_PREFIX = "forcepw-e2e-"
+
+
+def _make_temp_dir(kind):
+    """A temp dir /tmp/forcepw-e2e-<kind>-XXXX, mode 0755 (sshd, pam and users read in it),
+    with an `owner` file so that sweep_stale() can remove it after a crash."""
+    path = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-"))
+    os.chmod(path, 0o755)
+    (path / "owner").write_text(_owner_tag())
+    return path
 
 
 def free_port():
@@ -253,11 +264,10 @@ test_user.__test__ = False  # not a pytest test function
 
 
 @contextlib.contextmanager
-def temp_dir(prefix="forcepw-e2e-"):
+def temp_dir(kind="scratch"):
     """A temp directory, readable by everyone, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path = _make_temp_dir(kind)
     try:
-        os.chmod(path, 0o755)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
@@ -359,7 +369,7 @@ class Daemon:
 @contextlib.contextmanager
 def daemon(extra_args=()):
     """forcepwd from the tree on a temp socket with a temp state dir; SIGTERM (then kill) after."""
-    tmp = Path(tempfile.mkdtemp(prefix="forcepw-e2e-daemon-"))
+    tmp = _make_temp_dir("daemon")
     try:
         socket_path = tmp / "forcepwd.sock"
         state_dir = tmp / "state"
@@ -388,9 +398,8 @@ def daemon(extra_args=()):
 def pam_module():
     """pam_forcepw.so built from the tree's sources into a temp dir (`make -C pam_forcepw OUT=`,
     so nothing is written into the tree). Yields its absolute path."""
-    tmp = Path(tempfile.mkdtemp(prefix="forcepw-e2e-module-"))
+    tmp = _make_temp_dir("module")
     try:
-        os.chmod(tmp, 0o755)
         result = subprocess.run(["make", "-C", str(PAM_SRC), f"OUT={tmp}", "pam_forcepw.so"],
                                 capture_output=True, text=True, timeout=300)
         module = tmp / "pam_forcepw.so"
@@ -459,9 +468,8 @@ def private_pam_d(account_line, password_line):
     common-account and common-password end with `required pam_permit.so` after the success jump,
     so a line appended runs after pam_unix succeeded.
     """
-    tmp = Path(tempfile.mkdtemp(prefix="forcepw-e2e-pamd-"))
+    tmp = _make_temp_dir("pamd")
     try:
-        os.chmod(tmp, 0o755)
         copy = tmp / "pam.d"
         shutil.copytree(PAM_D, copy, symlinks=True)
         for name, line in (("common-account", account_line), ("common-password", password_line)):
@@ -508,11 +516,9 @@ def sshd(pam_lines, extra_config=(), private_pam_d=None):
     """
     suffix = secrets.token_hex(4)
     name = f"{SSHD_SERVICE_PREFIX}-{suffix}"
-    tmp = Path(tempfile.mkdtemp(prefix="forcepw-e2e-sshd-"))
+    tmp = _make_temp_dir("sshd")
     proc = None
     try:
-        os.chmod(tmp, 0o755)
-        (tmp / "owner").write_text(_owner_tag())
         host_key = tmp / "ssh_host_ed25519_key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)],
                        check=True, capture_output=True, timeout=30)
@@ -714,6 +720,11 @@ def sweep_stale():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(path.split("/")[2]), signal.SIGKILL)
                 removed.append(f"sshd pid {path.split('/')[2]}")
+    for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        owner = _owner_pid(_read_text(path / "owner"))
+        if owner is not None and not _pid_alive(owner):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(f"temp dir {path}")
     for entry in pwd.getpwall():
         if entry.pw_name.startswith(USER_PREFIX):
             owner = _owner_pid(entry.pw_gecos)

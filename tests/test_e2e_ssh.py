@@ -166,6 +166,7 @@ def test_c10_flagged_user_with_key_and_tty_changes_password_via_passwd_and_the_f
         transcript = session.transcript
         test_user.password = new_password
 
+        assert ADMIN_WORD in transcript.split("Current password")[0], transcript
         assert "You must change your password now" in transcript, transcript
         status = daemon.status(test_user)
         assert status["flagged"] == 0, (status, transcript)
