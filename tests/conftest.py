@@ -115,6 +115,21 @@ def make_pam_service():
 
 
 @pytest.fixture
+def scratch_dir():
+    """A temp dir removed after the test (keys, ...)."""
+    with fixtures.temp_dir() as path:
+        yield path
+
+
+@pytest.fixture
+def forcepw_pam_d(module_lines):
+    """A private copy of /etc/pam.d with our module in common-account and common-password, for
+    make_sshd(..., private_pam_d=...). Request it before make_sshd: it must outlive the sshd."""
+    with fixtures.private_pam_d(*module_lines) as path:
+        yield path
+
+
+@pytest.fixture
 def make_sshd(request):
     """Factory: make_sshd(pam_lines, extra_config=(), private_pam_d=None) -> running Sshd."""
     _require_root()

@@ -677,9 +677,10 @@ def ssh_command(user, port, identity=None, tty=False, command=None):
 
 
 @contextlib.contextmanager
-def ssh_login(user, port, password=None, identity=None, tty=False, command=None):
+def ssh_login(user, password, port, identity=None, tty=False, command=None):
     """Starts /usr/bin/ssh to 127.0.0.1:port under pexpect; answers the login password prompt
-    when `password` is given; yields an SshSession; kills the client afterwards."""
+    when `password` is not None (keyboard-interactive, then password method); with `identity`
+    logs in by that key only. Yields an SshSession; kills the client afterwards."""
     buffer = io.StringIO()
     child = pexpect.spawn(SSH, ssh_command(user, port, identity, tty, command),
                           encoding="utf-8", codec_errors="replace", timeout=EXPECT_TIMEOUT,

@@ -27,9 +27,9 @@ def assert_shadow_not_expired(user):
 
 def forced_change_over_ssh(user, port):
     """Logs in with the current password, goes through the forced change, reaches a shell.
-    Returns (new_password, transcript)."""
+    The user's password becomes the new one. Returns (old_password, transcript)."""
     new_password = fixtures.strong_password(unlike=user.password)
-    with fixtures.ssh_login(user, port, password=user.password) as session:
+    with fixtures.ssh_login(user, user.password, port) as session:
         session.change_password(user.password, new_password)
         session.expect_shell()
         session.logout()
@@ -40,7 +40,7 @@ def forced_change_over_ssh(user, port):
 
 def test_harness_private_sshd_without_forcepw_gives_an_unflagged_user_a_shell(
         test_user, plain_sshd):
-    with fixtures.ssh_login(test_user, plain_sshd.port, password=test_user.password) as session:
+    with fixtures.ssh_login(test_user, test_user.password, plain_sshd.port) as session:
         session.expect_plain_shell()
         session.logout()
 
@@ -63,7 +63,7 @@ def test_pam_lines_accepts_socket_after_the_subcommand_as_documented_in_the_cont
 
 
 def test_unflagged_user_logs_in_over_ssh_with_no_change_prompt(test_user, forcepw_sshd):
-    with fixtures.ssh_login(test_user, forcepw_sshd.port, password=test_user.password) as session:
+    with fixtures.ssh_login(test_user, test_user.password, forcepw_sshd.port) as session:
         session.expect_plain_shell()
         session.logout()
     assert ADMIN_WORD not in session.transcript
@@ -98,12 +98,12 @@ def test_after_the_forced_change_the_flag_is_gone_the_new_password_logs_in_plain
     assert envelope["metadata"]["reason"] == "Nothing to do.", envelope
     assert envelope["data"]["updated"] == []
 
-    with fixtures.ssh_login(test_user, forcepw_sshd.port, password=test_user.password) as session:
+    with fixtures.ssh_login(test_user, test_user.password, forcepw_sshd.port) as session:
         session.expect_plain_shell()
         session.logout()
     assert ADMIN_WORD not in session.transcript
 
-    with fixtures.ssh_login(test_user, forcepw_sshd.port) as session:
+    with fixtures.ssh_login(test_user, None, forcepw_sshd.port) as session:
         assert session.outcome_of_login(old_password) == "refused", session.transcript
 
     # Flagging again changes something: it was not flagged any more.
@@ -113,7 +113,7 @@ def test_after_the_forced_change_the_flag_is_gone_the_new_password_logs_in_plain
 
 def _timed_plain_login(user, port):
     started = time.monotonic()
-    with fixtures.ssh_login(user, port, password=user.password) as session:
+    with fixtures.ssh_login(user, user.password, port) as session:
         session.expect_plain_shell()
         session.logout()
     return time.monotonic() - started
@@ -146,36 +146,39 @@ def test_daemon_frozen_flagged_user_still_logs_in_within_the_module_timeout(
 
 
 def test_c10_flagged_user_with_key_and_tty_changes_password_via_passwd_and_the_flag_clears(
-        test_user, daemon, module_lines, make_sshd):
-    # sshd runs /usr/bin/passwd (PAM service "passwd" -> common-password) for a key login that
-    # needs a new password. Our module goes into common-account/common-password of a private
-    # copy of /etc/pam.d, bind-mounted only in sshd's own mount namespace.
-    account_line, password_line = module_lines
-    with fixtures.private_pam_d(account_line, password_line) as pam_d, \
-            fixtures.temp_dir() as keys:
-        identity = fixtures.add_authorized_key(test_user, keys)
-        server = make_sshd(fixtures.standard_stack(), private_pam_d=pam_d)
-        daemon.flag(test_user)
-        assert_shadow_not_expired(test_user)
-        new_password = fixtures.strong_password(unlike=test_user.password)
+        test_user, daemon, pam_module, forcepw_pam_d, scratch_dir, make_sshd):
+    # With a key there is no keyboard-interactive conversation: sshd runs /usr/bin/passwd (PAM
+    # service "passwd" -> common-password) in the session. Our module is in common-account and
+    # common-password of a private copy of /etc/pam.d, bind-mounted over /etc/pam.d only in the
+    # mount namespace of this sshd and its children (passwd included).
+    identity = fixtures.add_authorized_key(test_user, scratch_dir)
+    server = make_sshd(fixtures.standard_stack(), private_pam_d=forcepw_pam_d)
+    daemon.flag(test_user)
+    assert_shadow_not_expired(test_user)
+    new_password = fixtures.strong_password(unlike=test_user.password)
 
-        with fixtures.ssh_login(test_user, server.port, identity=identity, tty=True) as session:
-            session.change_password(test_user.password, new_password, ask_current=True)
-            session.expect([r"password updated successfully"])
-            session.expect_eof()  # sshd ends the session after passwd
-        transcript = session.transcript
-        test_user.password = new_password
+    with fixtures.ssh_login(test_user, None, server.port, identity=identity,
+                            tty=True) as session:
+        session.change_password(test_user.password, new_password, ask_current=True)
+        session.expect([r"password updated successfully"])
+        session.expect_eof()  # sshd ends the session after passwd
+    transcript = session.transcript
+    test_user.password = new_password
 
-        assert ADMIN_WORD in transcript.split("Current password")[0], transcript
-        assert "You must change your password now" in transcript, transcript
-        status = daemon.status(test_user)
-        assert status["flagged"] == 0, (status, transcript)
-        assert status["last_change"]["service"] == "passwd", status
+    assert ADMIN_WORD in transcript.split("Current password")[0], transcript
+    assert "You must change your password now" in transcript, transcript
+    status = daemon.status(test_user)
+    assert status["flagged"] == 0, (status, transcript)
+    assert status["last_change"]["service"] == "passwd", status
 
-        with fixtures.ssh_login(test_user, server.port, identity=identity, tty=True) as session:
-            session.expect_plain_shell()
-            session.logout()
+    with fixtures.ssh_login(test_user, None, server.port, identity=identity,
+                            tty=True) as session:
+        session.expect_plain_shell()
+        session.logout()
+    assert ADMIN_WORD not in session.transcript
 
-    # The machine's own common-password never saw our module.
-    with open("/etc/pam.d/common-password") as f:
-        assert "pam_forcepw" not in f.read()
+    # The machine's own files never saw our module (only the namespace's copy did). An installed
+    # forcepw may be there with its own module path; ours lives in a temp dir.
+    for name in ("common-account", "common-password"):
+        with open(f"/etc/pam.d/{name}") as f:
+            assert pam_module not in f.read(), name
