@@ -300,11 +300,23 @@ def users_json_arg(flags, encode=True):
 class Daemon:
     """A running forcepwd from the tree, and the CLI pointed at it."""
 
-    def __init__(self, socket_path, state_dir, log_path, proc):
+    def __init__(self, socket_path, state_dir, log_path, extra_args=()):
         self.socket = str(socket_path)
         self.state_dir = str(state_dir)
         self.log_path = str(log_path)
-        self.proc = proc
+        self.extra_args = list(extra_args)
+        self.proc = None
+
+    def start(self):
+        """Starts forcepwd (again: same socket, same state) and waits until the socket answers."""
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "forcepw.daemon", "--socket", self.socket,
+                 "--state-dir", self.state_dir, *self.extra_args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=_env_with_daemon_on_path(), preexec_fn=_die_with_parent)
+        _wait_until(lambda: _unix_socket_answers(self.socket), STARTUP_TIMEOUT, "forcepwd",
+                    self.proc, self.log_path)
 
     def log(self):
         return _read_text(self.log_path)
@@ -363,7 +375,8 @@ class Daemon:
         return account[0], password[0]
 
     def stop(self):
-        _stop_process(self.proc)
+        if self.proc is not None:
+            _stop_process(self.proc)
 
 
 @contextlib.contextmanager
@@ -371,20 +384,11 @@ def daemon(extra_args=()):
     """forcepwd from the tree on a temp socket with a temp state dir; SIGTERM (then kill) after."""
     tmp = _make_temp_dir("daemon")
     try:
-        socket_path = tmp / "forcepwd.sock"
         state_dir = tmp / "state"
         state_dir.mkdir()
-        log_path = tmp / "forcepwd.stderr"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "forcepw.daemon", "--socket", str(socket_path),
-                 "--state-dir", str(state_dir), *extra_args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=_env_with_daemon_on_path(), preexec_fn=_die_with_parent)
-        running = Daemon(socket_path, state_dir, log_path, proc)
+        running = Daemon(tmp / "forcepwd.sock", state_dir, tmp / "forcepwd.stderr", extra_args)
         try:
-            _wait_until(lambda: _unix_socket_answers(socket_path), STARTUP_TIMEOUT, "forcepwd",
-                        proc, log_path)
+            running.start()
             yield running
         finally:
             running.stop()

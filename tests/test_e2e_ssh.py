@@ -131,6 +131,19 @@ def test_daemon_stopped_unflagged_and_flagged_users_still_log_in_quickly_fail_op
         assert elapsed < FAIL_OPEN_LOGIN_BUDGET_S, f"{user.name}: login took {elapsed:.1f} s"
 
 
+def test_flag_is_not_enforced_while_the_daemon_is_down_and_is_enforced_again_once_it_is_back(
+        test_user, daemon, forcepw_sshd):
+    daemon.flag(test_user)
+    daemon.stop()
+    _timed_plain_login(test_user, forcepw_sshd.port)
+
+    daemon.start()  # same socket, same state dir
+    assert daemon.status(test_user)["flagged"] == 1
+    old_password, transcript = forced_change_over_ssh(test_user, forcepw_sshd.port)
+    assert ADMIN_WORD in transcript.split("New password")[0], transcript
+    assert daemon.status(test_user)["flagged"] == 0
+
+
 def test_daemon_frozen_flagged_user_still_logs_in_within_the_module_timeout(
         test_user, daemon, forcepw_sshd):
     # A daemon that accepts connections (the kernel backlog does) but never answers: the module
