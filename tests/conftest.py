@@ -59,12 +59,6 @@ def _attach_log(request, title, source):
     request.node.__dict__.setdefault("_forcepw_logs", []).append((title, source))
 
 
-def _source_present(*relative):
-    missing = [p for p in relative if not (fixtures.REPO / p).exists()]
-    if missing:
-        pytest.skip(f"not in the tree yet: {', '.join(missing)}")
-
-
 # --- fixtures ----------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -81,20 +75,28 @@ def test_user(make_user):
 
 
 @pytest.fixture
-def daemon(request):
-    """forcepwd from the tree on a temp socket and state dir."""
+def daemon_factory(request):
+    """Factory: daemon_factory(extra_args=(), env=None) -> a forcepwd from the tree on its own
+    temp socket and state dir, stopped after the test."""
     _require_root()
-    _source_present("daemon/forcepw/daemon.py", "daemon/forcepw/cli.py")
-    with fixtures.daemon() as running:
-        _attach_log(request, "forcepwd stderr", running.log)
-        yield running
+    with contextlib.ExitStack() as stack:
+        def start(extra_args=(), env=None):
+            running = stack.enter_context(fixtures.daemon(extra_args, env))
+            _attach_log(request, "forcepwd stderr", running.log)
+            return running
+        yield start
+
+
+@pytest.fixture
+def daemon(daemon_factory):
+    """forcepwd from the tree on a temp socket and state dir."""
+    return daemon_factory()
 
 
 @pytest.fixture(scope="session")
 def pam_module():
     """Absolute path of pam_forcepw.so built from the tree (once per session)."""
     _require_root()
-    _source_present("pam_forcepw/Makefile")
     with fixtures.pam_module() as path:
         yield path
 

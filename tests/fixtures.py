@@ -300,11 +300,12 @@ def users_json_arg(flags, encode=True):
 class Daemon:
     """A running forcepwd from the tree, and the CLI pointed at it."""
 
-    def __init__(self, socket_path, state_dir, log_path, extra_args=()):
+    def __init__(self, socket_path, state_dir, log_path, extra_args=(), env=None):
         self.socket = str(socket_path)
         self.state_dir = str(state_dir)
         self.log_path = str(log_path)
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})
         self.proc = None
 
     def start(self):
@@ -314,7 +315,7 @@ class Daemon:
                 [sys.executable, "-m", "forcepw.daemon", "--socket", self.socket,
                  "--state-dir", self.state_dir, *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=_env_with_daemon_on_path(), preexec_fn=_die_with_parent)
+                env=_env_with_daemon_on_path(self.env), preexec_fn=_die_with_parent)
         _wait_until(lambda: _unix_socket_answers(self.socket), STARTUP_TIMEOUT, "forcepwd",
                     self.proc, self.log_path)
 
@@ -380,13 +381,15 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def daemon(extra_args=()):
-    """forcepwd from the tree on a temp socket with a temp state dir; SIGTERM (then kill) after."""
+def daemon(extra_args=(), env=None):
+    """forcepwd from the tree on a temp socket with a temp state dir; SIGTERM (then kill) after.
+    env: extra environment variables for the daemon."""
     tmp = _make_temp_dir("daemon")
     try:
         state_dir = tmp / "state"
         state_dir.mkdir()
-        running = Daemon(tmp / "forcepwd.sock", state_dir, tmp / "forcepwd.stderr", extra_args)
+        running = Daemon(tmp / "forcepwd.sock", state_dir, tmp / "forcepwd.stderr", extra_args,
+                         env)
         try:
             running.start()
             yield running
@@ -487,6 +490,14 @@ def private_pam_d(account_line, password_line):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def with_private_pam_d(pam_d, argv):
+    """argv run in a private mount namespace where `pam_d` (see private_pam_d()) is mounted over
+    /etc/pam.d: real su, chpasswd, pamtester see our module in the shared stacks; nothing else
+    on the machine does."""
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            'mount --bind "$1" /etc/pam.d && shift && exec "$@"', "sh", str(pam_d), *argv]
+
+
 # --- sshd -------------------------------------------------------------------------------------
 
 class Sshd:
@@ -550,9 +561,7 @@ def sshd(pam_lines, extra_config=(), private_pam_d=None):
         argv = [str(program), "-D", "-e", "-f", str(config)]
         pam_dir = Path(private_pam_d) if private_pam_d else PAM_D
         if private_pam_d:
-            argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                    'mount --bind "$1" /etc/pam.d && shift && exec "$@"', "sh",
-                    str(pam_dir), *argv]
+            argv = with_private_pam_d(pam_dir, argv)
         log_path = tmp / "sshd.stderr"
         _ensure_privsep_dir()
         with pam_service(name, pam_lines, pam_d=pam_dir):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import fixtures
 from forcepw import cli, client, protocol
 
 
@@ -173,16 +172,16 @@ def test_a_plain_user_can_neither_flag_nor_list_nor_clear_their_own_flag(daemon,
     assert env["data"]["flagged"] == 1
 
 
-def test_members_of_the_admin_group_may_flag(make_user, request):
+def test_members_of_the_admin_group_may_flag(make_user, daemon_factory, request):
     admin = make_user()
     group = admin.name + "g"
     subprocess.run(["groupadd", group], check=True)
     request.addfinalizer(lambda: subprocess.run(["groupdel", group], check=False))
     subprocess.run(["usermod", "-aG", group, admin.name], check=True)
     target = make_user()
-    with fixtures.daemon(["--admin-group", group]) as running:
-        groups = os.getgrouplist(admin.name, admin.pw.pw_gid)
-        status, out = run_cli_as(admin, running.socket, "flag", target.name, groups=groups)
+    running = daemon_factory(["--admin-group", group])
+    groups = os.getgrouplist(admin.name, admin.pw.pw_gid)
+    status, out = run_cli_as(admin, running.socket, "flag", target.name, groups=groups)
     assert status == 0, out
     assert json.loads(out)["data"]["updated"] == [target.name]
 

@@ -34,13 +34,8 @@ def test_not_forced_while_the_minimum_password_age_forbids_the_change():  # case
 
 
 def test_the_login_message_names_the_administrator_and_the_reason():
-    assert "administrator" in login_message("", "login")
-    assert "Reason: audit 2026" in login_message("audit 2026", "login")
-
-
-def test_over_ssh_the_message_says_how_to_change_it_when_there_is_no_terminal():  # case C01
-    assert "ssh -t" in login_message("", "sshd")
-    assert "ssh -t" not in login_message("", "login")
+    assert "administrator" in login_message("")
+    assert "Reason: audit 2026" in login_message("audit 2026")
 
 
 def test_a_change_clears_the_flag_when_the_user_made_it():

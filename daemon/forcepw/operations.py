@@ -91,7 +91,7 @@ class Operations:
         log.info("user %s must change password (service %s %s)", user, service,
                  _describe_origin(request))
         return protocol.verdict_reply(protocol.VERDICT_CHANGE_REQUIRED,
-                                      login_message(flag.reason, service))
+                                      login_message(flag.reason))
 
     def password_changed(self, peer, request):
         # Only root runs the password stack that writes /etc/shadow; a user must not be able to

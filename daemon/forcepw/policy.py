@@ -17,10 +17,6 @@ SU_SERVICES = frozenset({"su", "su-l"})
 ADMIN_RESET_SERVICES = frozenset({"passwd", "chpasswd", "newusers"})
 
 DEFAULT_MESSAGE = "An administrator requires you to change your password now."
-# sshd refuses a forced change without a terminal ("Password change required but no TTY
-# available"); say what to do before it does (case C01).
-NO_TTY_HINT = ("If this is a command without a terminal, log in interactively once "
-               "(for example: ssh -t HOST) to set a new password.")
 
 
 @dataclass(frozen=True)
@@ -49,11 +45,13 @@ class Policy:
         return self.admin_reset_clears or not (caller_uid == 0 and service in ADMIN_RESET_SERVICES)
 
 
-def login_message(reason, service):
-    """What a flagged user is told at login, before the password change starts."""
+def login_message(reason):
+    """What a flagged user is told at login, before the password change starts.
+
+    sshd shows it in a terminal session and in keyboard-interactive prompts; for a key login
+    running a command without a terminal, sshd 9.2 shows no PAM message at all, only its own
+    "Password change required but no TTY available" (case C01)."""
     text = DEFAULT_MESSAGE
     if reason:
         text += f"\nReason: {reason}"
-    if service.startswith("sshd"):
-        text += "\n" + NO_TTY_HINT
     return text
