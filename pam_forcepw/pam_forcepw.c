@@ -7,8 +7,9 @@
  * never lock anybody out, root on the console included (docs/design.md).
  *
  *   account  [success=ok new_authtok_reqd=done default=ignore] pam_forcepw.so
- *   password optional pam_forcepw.so            (after pam_unix)
+ *   password [success=ok default=ignore] pam_forcepw.so   (after pam_unix)
  */
+#define _GNU_SOURCE /* struct ucred */
 #define PAM_SM_ACCOUNT
 #define PAM_SM_PASSWORD
 
@@ -126,6 +127,19 @@ static ssize_t exchange(const struct settings *s, const char *request, size_t re
             goto fail;
         if (err != 0) {
             errno = err;
+            goto fail;
+        }
+    }
+    /* Only a daemon running as root may decide about logins: a socket some user managed to
+     * put at this path must not be able to force (or spare) anybody. */
+    *step = "check the daemon's credentials on";
+    {
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+            goto fail;
+        if (cred.uid != 0) {
+            errno = EPERM;
             goto fail;
         }
     }

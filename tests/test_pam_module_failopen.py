@@ -13,6 +13,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -203,3 +204,41 @@ def test_password_change_with_the_daemon_down_still_succeeds(pam_service, tmp_pa
     service = pam_service(f"socket={tmp_path}/nothing.sock", password=True)
     code, output, _ = pamtester(service, "chauthtok")
     assert code == 0, output
+
+
+def test_a_socket_served_by_a_non_root_process_is_not_trusted(pam_service):
+    """A plain user who manages to put a socket at the module's path (here: a world-writable
+    directory) answering change_required for everyone must not force anybody's login."""
+    shared = pathlib.Path(tempfile.mkdtemp(prefix="forcepw-test-spoof-"))
+    os.chmod(shared, 0o1777)
+    path = shared / "spoof.sock"
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: become nobody, then serve change_required to every connection
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(path))
+            listener.listen(8)
+            os.write(ready_w, b"1")
+            while True:
+                conn, _ = listener.accept()
+                conn.recv(65536)
+                conn.sendall(verdict("change_required", "spoofed"))
+                conn.close()
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 1) == b"1", "the non-root peer could not start"
+        service = pam_service(f"socket={path}")
+        code, output, _ = pamtester(service, "acct_mgmt")
+        assert code == 0, output
+        assert "spoofed" not in output and "new one required" not in output
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+        shutil.rmtree(shared, ignore_errors=True)
