@@ -125,3 +125,35 @@ def test_a_second_daemon_on_the_same_socket_refuses_to_start(daemon, tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     assert "already answers" in proc.stderr
+
+
+def test_an_acknowledged_flag_survives_the_daemon_being_killed(daemon, make_user):
+    alice = make_user()
+    daemon.flag(alice)  # acknowledged: committed and fsync'ed before the reply
+    daemon.proc.kill()  # SIGKILL: no clean shutdown, no chance to flush anything
+    daemon.proc.wait(timeout=10)
+    daemon.start()  # same socket (left behind by the dead daemon), same state dir
+    assert daemon.status(alice)["flagged"] == 1
+
+
+def test_socket_activation_by_systemd_socket_activate(tmp_path, make_user):
+    alice = make_user()
+    sock = tmp_path / "forcepwd.sock"
+    activator = subprocess.Popen(
+        ["systemd-socket-activate", "-l", str(sock), "-E", f"PYTHONPATH={fixtures.DAEMON_SRC}",
+         sys.executable, "-m", "forcepw.daemon", "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The first connection starts forcepwd, which takes over the listening socket.
+        flag = protocol.call_request("forcepasswordchange", {"users_json": f'{{"{alice.name}":1}}'})
+        assert client.ask(str(sock), flag)["result"]["data"]["updated"] == [alice.name]
+        listed = client.ask(str(sock), protocol.call_request("list_forced_password_changes", {}))
+        assert [u["user"] for u in listed["result"]["data"]["users"]] == [alice.name]
+    finally:
+        activator.terminate()
+        output, _ = activator.communicate(timeout=10)
+    assert "ready on systemd socket" in output
+    assert activator.returncode == 0
