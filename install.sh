@@ -47,6 +47,12 @@ ln -sfn "$VENV/bin/forcepwd" /usr/local/sbin/forcepwd
 ln -sfn "$VENV/bin/forcepwctl" /usr/local/bin/forcepwctl
 did "installed the Python package into $VENV; /usr/local/sbin/forcepwd, /usr/local/bin/forcepwctl"
 
+if [ ! -e /etc/forcepw/forcepwd.conf ]; then
+    install -d -m 0755 /etc/forcepw
+    install -m 0644 "$SRC/etc/forcepwd.conf" /etc/forcepw/forcepwd.conf
+    did "installed the settings file /etc/forcepw/forcepwd.conf (all defaults; re-read on SIGHUP)"
+fi
+
 say "building and installing pam_forcepw.so"
 make -C "$SRC/pam_forcepw"
 make -C "$SRC/pam_forcepw" install

@@ -13,7 +13,7 @@ purge=0
 for arg in "$@"; do
     case "$arg" in
         --purge) purge=1 ;;
-        -h|--help) echo "usage: $0 [--purge]   (--purge also deletes /var/lib/forcepw and /var/log/forcepw.log)"; exit 0 ;;
+        -h|--help) echo "usage: $0 [--purge]   (--purge also deletes /var/lib/forcepw, /etc/forcepw and /var/log/forcepw.log)"; exit 0 ;;
         *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -64,8 +64,8 @@ rm -f /usr/local/sbin/forcepwd /usr/local/bin/forcepwctl
 rm -rf "$PREFIX" /usr/share/doc/forcepw
 
 if [ "$purge" = 1 ]; then
-    say "--purge: removing /var/lib/forcepw and /var/log/forcepw.log"
-    rm -rf /var/lib/forcepw /var/log/forcepw.log
+    say "--purge: removing /var/lib/forcepw, /etc/forcepw and /var/log/forcepw.log"
+    rm -rf /var/lib/forcepw /etc/forcepw /var/log/forcepw.log
 else
     echo "kept the state in /var/lib/forcepw (uninstall.sh --purge deletes it)"
 fi

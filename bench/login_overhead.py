@@ -73,7 +73,8 @@ def main():
         sock = tmp / "forcepwd.sock"
         env = {**os.environ, "PYTHONPATH": str(REPO / "daemon")}
         daemon = subprocess.Popen([sys.executable, "-m", "forcepw.daemon", "--socket", str(sock),
-                                   "--state-dir", str(tmp / "state")], env=env,
+                                   "--state-dir", str(tmp / "state"),
+                                   "--config", str(tmp / "none.conf")], env=env,
                                   stderr=subprocess.DEVNULL)
         while not sock.exists():
             time.sleep(0.05)

@@ -76,12 +76,12 @@ def test_user(make_user):
 
 @pytest.fixture
 def daemon_factory(request):
-    """Factory: daemon_factory(extra_args=(), env=None) -> a forcepwd from the tree on its own
-    temp socket and state dir, stopped after the test."""
+    """Factory: daemon_factory(extra_args=(), env=None, config_text="") -> a forcepwd from the
+    tree on its own temp socket, state dir and settings file, stopped after the test."""
     _require_root()
     with contextlib.ExitStack() as stack:
-        def start(extra_args=(), env=None):
-            running = stack.enter_context(fixtures.daemon(extra_args, env))
+        def start(extra_args=(), env=None, config_text=""):
+            running = stack.enter_context(fixtures.daemon(extra_args, env, config_text))
             _attach_log(request, "forcepwd stderr", running.log)
             return running
         yield start

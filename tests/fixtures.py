@@ -300,8 +300,10 @@ def users_json_arg(flags, encode=True):
 class Daemon:
     """A running forcepwd from the tree, and the CLI pointed at it."""
 
-    def __init__(self, socket_path, state_dir, log_path, extra_args=(), env=None):
+    def __init__(self, socket_path, state_dir, log_path, extra_args=(), env=None, config=None):
         self.socket = str(socket_path)
+        # Never the machine's /etc/forcepw/forcepwd.conf: a test's settings are its own.
+        self.config = str(config or Path(state_dir).parent / "forcepwd.conf")
         self.state_dir = str(state_dir)
         self.log_path = str(log_path)
         self.extra_args = list(extra_args)
@@ -313,7 +315,7 @@ class Daemon:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "forcepw.daemon", "--socket", self.socket,
-                 "--state-dir", self.state_dir, *self.extra_args],
+                 "--state-dir", self.state_dir, "--config", self.config, *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=_env_with_daemon_on_path(self.env), preexec_fn=_die_with_parent)
         _wait_until(lambda: _unix_socket_answers(self.socket), STARTUP_TIMEOUT, "forcepwd",
@@ -381,15 +383,17 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def daemon(extra_args=(), env=None):
+def daemon(extra_args=(), env=None, config_text=""):
     """forcepwd from the tree on a temp socket with a temp state dir; SIGTERM (then kill) after.
-    env: extra environment variables for the daemon."""
+    env: extra environment variables; config_text: its settings file (config.py)."""
     tmp = _make_temp_dir("daemon")
     try:
         state_dir = tmp / "state"
         state_dir.mkdir()
+        config = tmp / "forcepwd.conf"
+        config.write_text(config_text)
         running = Daemon(tmp / "forcepwd.sock", state_dir, tmp / "forcepwd.stderr", extra_args,
-                         env)
+                         env, config)
         try:
             running.start()
             yield running

@@ -179,7 +179,7 @@ def test_members_of_the_admin_group_may_flag(make_user, daemon_factory, request)
     request.addfinalizer(lambda: subprocess.run(["groupdel", group], check=False))
     subprocess.run(["usermod", "-aG", group, admin.name], check=True)
     target = make_user()
-    running = daemon_factory(["--admin-group", group])
+    running = daemon_factory(config_text=f"[forcepwd]\nadmin_group = {group}\n")
     groups = os.getgrouplist(admin.name, admin.pw.pw_gid)
     status, out = run_cli_as(admin, running.socket, "flag", target.name, groups=groups)
     assert status == 0, out

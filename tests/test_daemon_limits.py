@@ -111,7 +111,7 @@ def test_sigterm_stops_the_daemon_cleanly_and_removes_its_socket(daemon):
     assert "stopping" in daemon.log()
 
 
-def test_sighup_does_not_kill_the_daemon(daemon):
+def test_sighup_does_not_kill_the_daemon(daemon):  # reloading itself: test_config.py
     daemon.proc.send_signal(signal.SIGHUP)
     time.sleep(0.3)
     assert daemon.proc.poll() is None
@@ -120,7 +120,7 @@ def test_sighup_does_not_kill_the_daemon(daemon):
 
 def test_a_second_daemon_on_the_same_socket_refuses_to_start(daemon, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "forcepw.daemon", "--socket", daemon.socket,
-                           "--state-dir", str(tmp_path / "state")],
+                           "--state-dir", str(tmp_path / "state"), "--config", daemon.config],
                           env={**os.environ, "PYTHONPATH": str(fixtures.DAEMON_SRC)},
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
@@ -141,7 +141,8 @@ def test_socket_activation_by_systemd_socket_activate(tmp_path, make_user):
     sock = tmp_path / "forcepwd.sock"
     activator = subprocess.Popen(
         ["systemd-socket-activate", "-l", str(sock), "-E", f"PYTHONPATH={fixtures.DAEMON_SRC}",
-         sys.executable, "-m", "forcepw.daemon", "--state-dir", str(tmp_path / "state")],
+         sys.executable, "-m", "forcepw.daemon", "--state-dir", str(tmp_path / "state"),
+         "--config", str(tmp_path / "none.conf")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 10

@@ -13,10 +13,8 @@ import sys
 
 import sdnotify
 
-from . import protocol
+from . import config, protocol
 from .operations import Operations
-from .peer import admin_gid
-from .policy import DEFAULT_EXEMPT_SERVICES, Policy
 from .server import Server
 from .store import Store, StoreError
 
@@ -31,15 +29,8 @@ def parse_args(argv):
                         help="Unix socket to listen on when not socket-activated "
                              "(default %(default)s)")
     parser.add_argument("--state-dir", default=STATE_DIR, help="default %(default)s")
-    parser.add_argument("--admin-group", default="",
-                        help="members of this group may call the admin functions (root always may)")
-    parser.add_argument("--exempt-services", default=",".join(sorted(DEFAULT_EXEMPT_SERVICES)),
-                        help="PAM services where a flag is not enforced (default %(default)s)")
-    parser.add_argument("--enforce-su-by-root", action="store_true",
-                        help="force the change also when root runs su into a flagged account")
-    parser.add_argument("--admin-reset-clears", action="store_true",
-                        help="let root setting a user's password (passwd USER, chpasswd) clear "
-                             "the flag too")
+    parser.add_argument("--config", default=config.CONFIG_PATH,
+                        help="settings file, re-read on SIGHUP (default %(default)s)")
     parser.add_argument("--debug", action="store_true")
     return parser.parse_args(argv)
 
@@ -106,12 +97,21 @@ async def watchdog(notifier, store, interval):
         notifier.notify("WATCHDOG=1")
 
 
+def reload_settings(args, server):
+    """SIGHUP: re-read the settings file; a broken file leaves the settings in force."""
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as exc:
+        log.error("SIGHUP: settings not reloaded: %s", exc)
+        return
+    server.apply(settings)
+    log.info("SIGHUP: settings reloaded from %s", args.config)
+
+
 async def run(args):
-    policy = Policy(exempt_services=frozenset(s for s in args.exempt_services.split(",") if s),
-                    root_su_exempt=not args.enforce_su_by_root,
-                    admin_reset_clears=args.admin_reset_clears)
+    settings = config.load(args.config)
     store = Store(args.state_dir)
-    server = Server(Operations(store, policy), admin_gid(args.admin_group))
+    server = Server(Operations(store, settings.policy), settings.admin_group_gid)
     sock = activated_socket()
     own_socket = sock is None
     if own_socket:
@@ -122,7 +122,7 @@ async def run(args):
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP: nothing to reload"))
+    loop.add_signal_handler(signal.SIGHUP, reload_settings, args, server)
 
     notifier = sdnotify.SystemdNotifier()
     tasks = []
@@ -153,7 +153,7 @@ def main(argv=None):
     setup_logging(args.debug)
     try:
         asyncio.run(run(args))
-    except (StoreError, ValueError, OSError) as exc:
+    except (StoreError, config.ConfigError, OSError) as exc:
         log.error("%s", exc)
         return 1
     return 0

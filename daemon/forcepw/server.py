@@ -21,6 +21,11 @@ class Server:
         self.read_timeout = read_timeout
         self.active = 0
 
+    def apply(self, settings):
+        """New settings (from the settings file) for the requests that come next."""
+        self.operations.policy = settings.policy
+        self.admin_group_gid = settings.admin_group_gid
+
     async def serve(self, sock):
         """Serve on a listening socket (bound by us, or passed by systemd)."""
         return await asyncio.start_unix_server(
