@@ -9,8 +9,7 @@ import logging
 from . import accounts, listing, protocol
 from .peer import PeerRole, user_name
 from .policy import login_message
-from .store import (EVENT_CHANGED_BY_USER, EVENT_CLEARED_BY_ADMIN, EVENT_LOGIN_REFUSED,
-                    EVENT_RESET_BY_ADMIN, StoreError)
+from .store import EVENT_CHANGED_BY_USER, EVENT_LOGIN_REFUSED, EVENT_RESET_BY_ADMIN, StoreError
 
 log = logging.getLogger("forcepwd")
 
@@ -148,28 +147,38 @@ class Operations:
         if invalid:
             return envelope(command, 0, f"Invalid user(s): {', '.join(invalid)}")
 
-        updated, failed, warnings = [], {}, []
+        failed, warnings, to_flag, to_clear = {}, [], [], []
         todo = [(name, is_truthy(users[name])) for name in sorted(users)
                 if is_truthy(users[name]) != self.store.is_flagged(name)]
         if not todo:
             return envelope(command, 1, "Nothing to do.", {"updated": []})
         for name, want_flag in todo:
+            if not want_flag:
+                to_clear.append(name)
+                continue
             try:
-                if want_flag:
-                    warning = self._flag_user(peer, name, reason, allow_no_password)
-                    if warning:
-                        warnings.append(warning)
-                else:
-                    self.store.clear_flag(name, EVENT_CLEARED_BY_ADMIN, peer.uid, peer.name)
-                    log.info("%s cleared the flag of %s", peer.name, name)
-                updated.append(name)
+                account = _flaggable_account(name, allow_no_password)
             except _UserFailure as exc:
                 failed[name] = str(exc)
-            except StoreError as exc:
-                log.error("store failure for %s: %s", name, exc)
+                if stop_on_failure:
+                    break
+                continue
+            to_flag.append((name, account.uid))
+            if account.days_until_change_allowed:
+                warnings.append(
+                    f"The minimum password age does not let \"{name}\" change the password for "
+                    f"{account.days_until_change_allowed} more day(s); until then logins are not "
+                    f"forced.")
+        try:
+            self.store.update_flags(to_flag, to_clear, peer.uid, peer.name, reason)
+            updated = sorted([name for name, _ in to_flag] + to_clear)
+            log.info("%s flagged %s, cleared %s%s", peer.name, [n for n, _ in to_flag], to_clear,
+                     f" ({reason})" if reason else "")
+        except StoreError as exc:
+            log.error("store failure: %s", exc)
+            updated = []
+            for name in [n for n, _ in to_flag] + to_clear:
                 failed[name] = f"Could not store the change for \"{name}\": {exc}"
-            if failed and stop_on_failure:
-                break
 
         data = {"updated": updated}
         if not failed:
@@ -180,26 +189,6 @@ class Operations:
         else:
             reason_text = f"Failed to update {len(failed)} users: {', '.join(sorted(failed))}."
         return envelope(command, 0, reason_text, data, warnings)
-
-    def _flag_user(self, peer, name, reason, allow_no_password):
-        """Flag one user; returns a warning for the admin, or None."""
-        try:
-            account = accounts.lookup(name)
-        except accounts.NoSuchUser:
-            raise _UserFailure(f"The user \"{name}\" does not exist.") from None
-        if account.has_usable_password is False and not allow_no_password:
-            # Forcing a change asks for the current password first: a key-only account has none
-            # to give and would be locked out for good (case C02).
-            raise _UserFailure(
-                f"The user \"{name}\" has no usable password, so a forced change would lock "
-                f"them out; set a password first, or pass allow_no_password=1.")
-        self.store.set_flag(name, account.uid, peer.uid, peer.name, reason)
-        log.info("%s flagged %s%s", peer.name, name, f" ({reason})" if reason else "")
-        days = account.days_until_change_allowed
-        if days:
-            return (f"The minimum password age does not let \"{name}\" change the password for "
-                    f"{days} more day(s); until then logins are not forced.")
-        return None
 
     def list_forced_password_changes(self, peer, args):
         command = "list_forced_password_changes"
@@ -213,11 +202,11 @@ class Operations:
         if peer.role is PeerRole.USER and user != peer.name:
             raise Forbidden(f"{peer.name} may only ask about {peer.name}.")
         flag = self.store.get_flag(user)
-        changes = [e for e in self.store.history(user) if e.event == EVENT_CHANGED_BY_USER]
+        last_change = self.store.last_event(user, EVENT_CHANGED_BY_USER)
         data = {"user": user, "flagged": 1 if flag else 0}
         if flag:
             data.update({k: v for k, v in _flag_record(flag).items() if k != "user"})
-        data["last_change"] = _event_record(changes[-1]) if changes else None
+        data["last_change"] = _event_record(last_change) if last_change else None
         return envelope(command, 1, "OK", data)
 
     def forcepw_history(self, peer, args):
@@ -234,6 +223,20 @@ class Operations:
 
 class _UserFailure(Exception):
     """One user could not be updated; the others go on (unless stop_on_failure)."""
+
+
+def _flaggable_account(name, allow_no_password):
+    try:
+        account = accounts.lookup(name)
+    except accounts.NoSuchUser:
+        raise _UserFailure(f"The user \"{name}\" does not exist.") from None
+    if account.has_usable_password is False and not allow_no_password:
+        # Forcing a change asks for the current password first: a key-only account has none to
+        # give and would be locked out for good (case C02).
+        raise _UserFailure(
+            f"The user \"{name}\" has no usable password, so a forced change would lock them "
+            f"out; set a password first, or pass allow_no_password=1.")
+    return account
 
 
 def _parse_users_json(args):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 DB_NAME = "forcepw.db"
+MAX_EVENTS = 100_000  # history kept; older events are dropped
 
 # History event kinds.
 EVENT_FLAGGED = "flagged"
@@ -104,12 +105,21 @@ class Store:
 
     def set_flag(self, user, uid, actor_uid, actor, reason=""):
         """Flag one user and record it, in one durable transaction."""
+        self.update_flags([(user, uid)], [], actor_uid, actor, reason)
+
+    def update_flags(self, to_flag, to_clear, actor_uid, actor, reason=""):
+        """An admin's call: flag [(user, uid)] and clear [user], all in one durable transaction
+        (one fsync however many users: the daemon answers logins meanwhile)."""
         now = utc_now()
         with self._transaction():
-            self._db.execute(
-                "INSERT OR REPLACE INTO flags VALUES (?, ?, ?, ?, ?, ?)",
-                (user, uid, now, actor_uid, actor, reason))
-            self._record(now, user, EVENT_FLAGGED, actor_uid, actor, "", reason)
+            for user, uid in to_flag:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO flags VALUES (?, ?, ?, ?, ?, ?)",
+                    (user, uid, now, actor_uid, actor, reason))
+                self._record(now, user, EVENT_FLAGGED, actor_uid, actor, "", reason)
+            for user in to_clear:
+                if self._db.execute("DELETE FROM flags WHERE user = ?", (user,)).rowcount:
+                    self._record(now, user, EVENT_CLEARED_BY_ADMIN, actor_uid, actor, "", "")
 
     def clear_flag(self, user, event, actor_uid, actor, service=""):
         """Clear one user's flag and record why; returns False if it was not flagged."""
@@ -132,10 +142,18 @@ class Store:
             " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
         return [Event(*row) for row in reversed(rows)]
 
+    def last_event(self, user, event):
+        row = self._db.execute(
+            "SELECT at, user, event, actor_uid, actor, service, detail FROM events"
+            " WHERE user = ? AND event = ? ORDER BY id DESC LIMIT 1", (user, event)).fetchone()
+        return Event(*row) if row else None
+
     def _record(self, at, user, event, actor_uid, actor, service, detail):
-        self._db.execute(
+        cursor = self._db.execute(
             "INSERT INTO events (at, user, event, actor_uid, actor, service, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)", (at, user, event, actor_uid, actor, service, detail))
+        # Bounded history: every login attempt of a flagged user adds an event.
+        self._db.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - MAX_EVENTS,))
 
     def _transaction(self):
         return _Transaction(self._db)
