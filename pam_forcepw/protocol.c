@@ -53,11 +53,13 @@ static void text_puts(struct text *t, const char *s)
 
 /* ---- encoding ---------------------------------------------------------------------------- */
 
-/* A JSON string exactly as Python's json.dumps(..., ensure_ascii=False) writes it. */
-static void put_json_string(struct text *t, const char *s)
+/* The first n bytes of s as a JSON string, exactly as Python's json.dumps(..., ensure_ascii=False)
+ * writes it. */
+static void put_json_string(struct text *t, const char *s, size_t n)
 {
     text_put(t, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; p < (const unsigned char *)s + n &&
+                                                           *p != '\0'; p++) {
         char esc[8];
         switch (*p) {
         case '"': text_put(t, "\\\"", 2); break;
@@ -94,16 +96,22 @@ ssize_t forcepw_encode_request(char *out, size_t out_size, const char *op, const
         return -1;
     text_init(&t, out, out_size);
     text_puts(&t, "{\"op\":");
-    put_json_string(&t, op);
+    put_json_string(&t, op, strlen(op));
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *value = values[i] != NULL ? values[i] : "";
-        /* The daemon refuses longer fields; refusing here gives a clearer log line. */
-        if (strnlen(value, FORCEPW_MAX_PAM_FIELD_BYTES + 1) > FORCEPW_MAX_PAM_FIELD_BYTES)
-            return -1;
+        size_t len = strnlen(value, FORCEPW_MAX_PAM_FIELD_BYTES + 1);
+        /* user and service decide the verdict: never cut them. rhost, tty and ruser are only
+         * reported: a long one is cut (the daemon replaces a cut UTF-8 sequence) rather than
+         * letting whoever set it skip the check. */
+        if (len > FORCEPW_MAX_PAM_FIELD_BYTES) {
+            if (i < 2)
+                return -1;
+            len = FORCEPW_MAX_PAM_FIELD_BYTES;
+        }
         text_puts(&t, ",\"");
         text_puts(&t, names[i]);
         text_puts(&t, "\":");
-        put_json_string(&t, value);
+        put_json_string(&t, value, len);
     }
     snprintf(uid, sizeof uid, "%d", caller_uid);
     text_puts(&t, ",\"caller_uid\":");

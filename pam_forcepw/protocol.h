@@ -29,8 +29,9 @@
  * Writes the request line for op (one of the FORCEPW_OP_* above) into out[0..out_size): the exact
  * bytes of Python's json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n", keys in
  * the order op, user, service, rhost, tty, ruser, caller_uid. NULL strings are sent as "".
+ * rhost, tty and ruser longer than FORCEPW_MAX_PAM_FIELD_BYTES are cut to that length.
  * Returns the number of bytes written (no NUL terminator is counted or required), or -1 if op is
- * unknown, a field is longer than FORCEPW_MAX_PAM_FIELD_BYTES, or the line does not fit.
+ * unknown, user or service is longer than FORCEPW_MAX_PAM_FIELD_BYTES, or the line does not fit.
  */
 ssize_t forcepw_encode_request(char *out, size_t out_size, const char *op, const char *user,
                                const char *service, const char *rhost, const char *tty,

@@ -13,6 +13,7 @@ import pytest
 
 import fixtures
 from forcepw import client, protocol
+from forcepw.server import Server
 from test_admin_functions import run_as
 
 
@@ -53,7 +54,7 @@ def test_a_client_that_never_finishes_its_request_is_cut_off_after_the_read_time
     assert protocol.REQUEST_READ_TIMEOUT_S - 0.5 < elapsed < protocol.REQUEST_READ_TIMEOUT_S + 5
 
 
-def test_connections_over_the_cap_are_told_busy_and_the_daemon_recovers(daemon):
+def test_root_connections_over_the_cap_are_told_busy_and_the_daemon_recovers(daemon):
     idle = []
     try:
         for _ in range(protocol.MAX_CONNECTIONS):
@@ -75,6 +76,80 @@ def test_connections_over_the_cap_are_told_busy_and_the_daemon_recovers(daemon):
     time.sleep(0.5)
     reply = client.ask(daemon.socket, protocol.call_request("list_forced_password_changes", {}))
     assert reply["ok"]
+    assert "uid 0 has too many connections" in daemon.log()
+
+
+def test_a_plain_user_holding_connections_cannot_starve_root(daemon, make_user):
+    """A user (or a flagged user's cron job) who opens many idle connections only uses up their
+    own share: the PAM checks and the admin (root) are still answered."""
+    alice, bob = make_user(), make_user()
+    daemon.flag(bob)
+    os.chmod(os.path.dirname(daemon.socket), 0o755)
+    report_r, report_w = os.pipe()
+    release_r, release_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: alice opens her share plus one
+        try:
+            os.setgroups([])
+            os.setgid(alice.pw.pw_gid)
+            os.setuid(alice.pw.pw_uid)
+            held = []
+            for _ in range(protocol.MAX_CONNECTIONS_PER_UID):
+                held.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+                held[-1].connect(daemon.socket)
+            time.sleep(0.5)
+            extra = client.ask(daemon.socket, protocol.check_login_request(alice.name, "sshd"))
+            os.write(report_w, json.dumps(extra).encode())
+            os.close(report_w)
+            os.read(release_r, 1)
+        finally:
+            os._exit(0)
+    os.close(report_w)
+    os.close(release_r)
+    try:
+        extra = json.loads(os.read(report_r, 65536))
+        assert extra["error"]["kind"] == protocol.ERR_BUSY
+        check = protocol.check_login_request(bob.name, "sshd", caller_uid=0)
+        assert client.ask(daemon.socket, check)["verdict"] == protocol.VERDICT_CHANGE_REQUIRED
+        assert daemon.status(bob)["flagged"] == 1
+        assert f"uid {alice.pw.pw_uid} has too many connections" in daemon.log()
+    finally:
+        os.write(release_w, b"x")
+        os.waitpid(pid, 0)
+        os.close(report_r)
+        os.close(release_w)
+
+
+def test_the_connection_budget_of_users_is_shared_and_roots_is_its_own():
+    server = Server(operations=None, max_connections=4, max_connections_per_uid=2)
+    server.active_by_uid.update({1000: 2, 1001: 2})
+    assert not server._over_limit(1000) and not server._over_limit(0)
+    server.active_by_uid.update({1000: 1})
+    assert server._over_limit(1000)  # 3 > 2 for this uid
+    server.active_by_uid.update({1000: -1, 1002: 1})
+    assert server._over_limit(1002)  # 5 > 4 for all users together
+    server.active_by_uid.update({0: 4})
+    assert not server._over_limit(0)  # root: 4 of its own 4
+    server.active_by_uid.update({0: 1})
+    assert server._over_limit(0)
+
+
+@pytest.mark.parametrize("payload", [b'{"op":"call","function":"\\ud800"}\n',
+                                     b"[" * 60000 + b"\n", b'{"op":"\\udfff"}\n'])
+def test_lone_surrogates_and_deep_nesting_get_a_short_error_not_a_traceback(daemon, payload):
+    size_before = len(daemon.log())
+    reply = raw_exchange(daemon.socket, payload)
+    assert reply["error"]["kind"] == protocol.ERR_BAD_REQUEST
+    assert len(daemon.log()) - size_before < 200
+
+
+def test_invalid_or_long_reported_items_do_not_skip_the_check(daemon, make_user):
+    alice = make_user()
+    daemon.flag(alice)
+    line = (b'{"op":"check_login","user":"' + alice.name.encode() + b'","service":"sshd",'
+            b'"rhost":"h\xffx","tty":"' + b"t" * 5000 + b'","ruser":"\\ud800","caller_uid":0}\n')
+    reply = raw_exchange(daemon.socket, line)
+    assert reply["verdict"] == protocol.VERDICT_CHANGE_REQUIRED
 
 
 @pytest.mark.parametrize("payload", [b"\n", b"garbage\n", b'{"op":"check_login"}\n', b""])

@@ -95,11 +95,19 @@ def test_too_small_buffer_fails_cleanly_and_one_byte_more_for_nul_suffices(proto
     assert encode(protocol, vector["op"], vector["items"], 0, size=len(wire) + 1) == wire
 
 
-def test_field_longer_than_1024_bytes_and_unknown_op_are_refused(protocol):
+def test_user_or_service_longer_than_1024_bytes_and_unknown_op_are_refused(protocol):
     assert encode(protocol, "check_login", {"user": "u" * 1024}, 0) is not None
     assert encode(protocol, "check_login", {"user": "u" * 1025}, 0) is None
-    assert encode(protocol, "check_login", {"user": "u", "tty": "é" * 513}, 0) is None
+    assert encode(protocol, "check_login", {"user": "u", "service": "s" * 1025}, 0) is None
     assert encode(protocol, "call", {"user": "u"}, 0) is None
+
+
+@pytest.mark.parametrize("field", ["rhost", "tty", "ruser"])
+def test_a_long_reported_item_is_cut_to_1024_bytes_so_it_cannot_skip_the_check(protocol, field):
+    wire = encode(protocol, "check_login", {"user": "u", field: "é" * 600}, 0)
+    assert wire is not None
+    value = json.loads(wire.decode("utf-8", "replace"))[field]
+    assert len(value.encode("utf-8")) <= 1024 + 2 and value.startswith("é" * 511)
 
 
 def test_worst_case_request_fits_the_module_buffer(protocol):

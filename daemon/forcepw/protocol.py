@@ -21,7 +21,10 @@ SOCKET_PATH = "/run/forcepw/forcepwd.sock"
 MAX_REQUEST_BYTES = 64 * 1024  # one request line, newline included
 MAX_PAM_REPLY_BYTES = 4096  # what the PAM module reads at most
 REQUEST_READ_TIMEOUT_S = 5.0  # daemon: a client must send its whole request within this
-MAX_CONNECTIONS = 64  # daemon: connections served at once; more are refused with ERR_BUSY
+# daemon: connections served at once; more are refused with ERR_BUSY. Root (the PAM module in
+# sshd, login, su; the admin CLI) has a budget of its own that no other user can use up.
+MAX_CONNECTIONS = 64  # for root; and for all other users together
+MAX_CONNECTIONS_PER_UID = 8  # for each user other than root
 MAX_PAM_FIELD_BYTES = 1024  # user, service, rhost, tty, ruser: longer values are refused
 
 # Operations.
@@ -95,35 +98,70 @@ def decode_request(line):
     if len(line) > MAX_REQUEST_BYTES:
         raise ProtocolError(ERR_TOO_LARGE, f"request larger than {MAX_REQUEST_BYTES} bytes")
     try:
-        request = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        # surrogateescape: invalid UTF-8 in a reported PAM item is cleaned below, not refused.
+        request = json.loads(line.decode("utf-8", "surrogateescape"))
+    except ValueError as exc:
         raise ProtocolError(ERR_BAD_REQUEST, f"request is not a JSON object: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(ERR_BAD_REQUEST, "request is nested too deeply") from None
     if not isinstance(request, dict):
         raise ProtocolError(ERR_BAD_REQUEST, "request is not a JSON object")
     op = request.get("op")
     if op not in OPS:
-        raise ProtocolError(ERR_BAD_REQUEST, f"unknown op {op!r}")
+        raise ProtocolError(ERR_BAD_REQUEST, f"unknown op {_shown(op)}")
     if op in (OP_CHECK_LOGIN, OP_PASSWORD_CHANGED):
-        for field in PAM_FIELDS:
-            value = request.get(field, "")
-            if not isinstance(value, str):
-                raise ProtocolError(ERR_BAD_REQUEST, f"field {field!r} must be a string")
+        _check_pam_fields(request)
+    if op == OP_CALL:
+        function, args = request.get("function"), request.get("args", {})
+        if not isinstance(function, str) or not _is_text(function):
+            raise ProtocolError(ERR_BAD_REQUEST, "field 'function' must be a UTF-8 string")
+        if not isinstance(args, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and _is_text(k) and _is_text(v)
+                for k, v in args.items()):
+            raise ProtocolError(ERR_BAD_REQUEST, "field 'args' must map UTF-8 strings to strings")
+    return request
+
+
+# user and service decide the verdict: they must be exact. rhost, tty and ruser are only reported
+# (history, log): whoever can set them must not be able to skip the check with a bad value.
+_DECIDING_FIELDS = ("user", "service")
+
+
+def _check_pam_fields(request):
+    for field in PAM_FIELDS:
+        value = request.get(field, "")
+        if not isinstance(value, str):
+            raise ProtocolError(ERR_BAD_REQUEST, f"field {field!r} must be a string")
+        if field in _DECIDING_FIELDS:
+            if not _is_text(value):
+                raise ProtocolError(ERR_BAD_REQUEST, f"field {field!r} is not valid UTF-8")
             if len(value.encode("utf-8")) > MAX_PAM_FIELD_BYTES:
                 raise ProtocolError(ERR_TOO_LARGE, f"field {field!r} is too long")
-        if not request.get("user"):
-            raise ProtocolError(ERR_BAD_REQUEST, "field 'user' is required")
-        caller = request.get(FIELD_CALLER_UID, -1)
-        if not isinstance(caller, int) or isinstance(caller, bool):
-            raise ProtocolError(ERR_BAD_REQUEST, f"field {FIELD_CALLER_UID!r} must be an integer")
-    if op == OP_CALL:
-        if not isinstance(request.get("function"), str):
-            raise ProtocolError(ERR_BAD_REQUEST, "field 'function' must be a string")
-        args = request.get("args", {})
-        if not isinstance(args, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in args.items()
-        ):
-            raise ProtocolError(ERR_BAD_REQUEST, "field 'args' must map strings to strings")
-    return request
+        else:
+            request[field] = _cleaned(value)
+    if not request.get("user"):
+        raise ProtocolError(ERR_BAD_REQUEST, "field 'user' is required")
+    caller = request.get(FIELD_CALLER_UID, -1)
+    if not isinstance(caller, int) or isinstance(caller, bool):
+        raise ProtocolError(ERR_BAD_REQUEST, f"field {FIELD_CALLER_UID!r} must be an integer")
+
+
+def _is_text(value):
+    """No lone surrogates: neither invalid UTF-8 bytes nor a \\ud800-style escape."""
+    return not any(0xD800 <= ord(ch) <= 0xDFFF for ch in value)
+
+
+def _cleaned(value):
+    """Invalid UTF-8 replaced, cut to MAX_PAM_FIELD_BYTES."""
+    text = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value)
+    return text.encode("utf-8")[:MAX_PAM_FIELD_BYTES].decode("utf-8", "ignore")
+
+
+def _shown(value, limit=64):
+    """A client's value in an error message: short, and always encodable."""
+    text = repr(value)
+    return (text[:limit] + "...") if len(text) > limit else text.encode(
+        "utf-8", "backslashreplace").decode("utf-8")
 
 
 def check_login_request(user, service="", rhost="", tty="", ruser="", caller_uid=-1):

@@ -1,7 +1,9 @@
 """The Unix socket server: limits, timeouts, peer identification and dispatch."""
 
 import asyncio
+import collections
 import logging
+import time
 
 from . import peer as peers
 from . import protocol
@@ -11,15 +13,21 @@ from .store import StoreError
 log = logging.getLogger("forcepwd")
 
 
+BUSY_LOG_INTERVAL_S = 60.0  # a uid refused for being busy is logged at most this often
+
+
 class Server:
     def __init__(self, operations, admin_group_gid=None,
                  max_connections=protocol.MAX_CONNECTIONS,
+                 max_connections_per_uid=protocol.MAX_CONNECTIONS_PER_UID,
                  read_timeout=protocol.REQUEST_READ_TIMEOUT_S):
         self.operations = operations
         self.admin_group_gid = admin_group_gid
         self.max_connections = max_connections
+        self.max_connections_per_uid = max_connections_per_uid
         self.read_timeout = read_timeout
-        self.active = 0
+        self.active_by_uid = collections.Counter()
+        self.busy_logged_at = {}
 
     def apply(self, settings):
         """New settings (from the settings file) for the requests that come next."""
@@ -32,26 +40,44 @@ class Server:
             self.handle_connection, sock=sock, limit=protocol.MAX_REQUEST_BYTES)
 
     async def handle_connection(self, reader, writer):
-        self.active += 1
+        uid = None
         try:
-            if self.active > self.max_connections:
-                reply = protocol.error_reply(
-                    protocol.ERR_BUSY, f"more than {self.max_connections} connections at once")
+            peer = peers.identify(writer.get_extra_info("socket"), self.admin_group_gid)
+            uid = peer.uid
+            self.active_by_uid[uid] += 1
+            if self._over_limit(uid):
+                reply = protocol.error_reply(protocol.ERR_BUSY, "too many connections at once")
             else:
-                reply = await self._answer(reader, writer)
+                reply = await self._answer(peer, reader)
             writer.write(protocol.encode(reply))
             await asyncio.wait_for(writer.drain(), self.read_timeout)
         except (ConnectionError, asyncio.TimeoutError):
             pass  # the client went away or stopped reading; nothing to tell it
+        except Exception as exc:  # a bug must cost one connection, never the daemon or its log
+            log.error("internal error serving uid %s: %s: %.200s", uid, type(exc).__name__, exc)
         finally:
-            self.active -= 1
+            if uid is not None:
+                self.active_by_uid[uid] -= 1
+                if not self.active_by_uid[uid]:
+                    del self.active_by_uid[uid]
             writer.close()
 
-    async def _answer(self, reader, writer):
+    def _over_limit(self, uid):
+        if uid == 0:
+            over = self.active_by_uid[0] > self.max_connections
+        else:
+            others = sum(n for u, n in self.active_by_uid.items() if u != 0)
+            over = (self.active_by_uid[uid] > self.max_connections_per_uid
+                    or others > self.max_connections)
+        now = time.monotonic()
+        if over and now - self.busy_logged_at.get(uid, -BUSY_LOG_INTERVAL_S) >= BUSY_LOG_INTERVAL_S:
+            self.busy_logged_at[uid] = now
+            log.warning("uid %s has too many connections at once; refusing the extra ones", uid)
+        return over
+
+    async def _answer(self, peer, reader):
         try:
-            peer = peers.identify(writer.get_extra_info("socket"), self.admin_group_gid)
-            line = await self._read_request(reader)
-            request = protocol.decode_request(line)
+            request = protocol.decode_request(await self._read_request(reader))
             return self.dispatch(peer, request)
         except protocol.ProtocolError as exc:
             return protocol.error_reply(exc.kind, exc.message)
