@@ -52,3 +52,15 @@ def test_every_function_documents_its_parameters():
     for name, spec in protocol.FUNCTIONS.items():
         assert spec.summary, name
         assert all(param and text for param, text in spec.params), name
+
+
+def test_the_longest_login_message_fits_what_the_pam_module_reads():
+    from forcepw.policy import login_message
+    worst_reason = '"\\' * (protocol.MAX_REASON_BYTES // 2)  # each escaped to two bytes
+    reply = protocol.encode(protocol.verdict_reply(protocol.VERDICT_CHANGE_REQUIRED,
+                                                   login_message(worst_reason)))
+    assert len(reply) <= protocol.MAX_PAM_REPLY_BYTES
+    worst_reason = "\U0001F511" * (protocol.MAX_REASON_BYTES // 4)
+    reply = protocol.encode(protocol.verdict_reply(protocol.VERDICT_CHANGE_REQUIRED,
+                                                   login_message(worst_reason)))
+    assert len(reply) <= protocol.MAX_PAM_REPLY_BYTES

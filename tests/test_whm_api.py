@@ -241,3 +241,22 @@ def test_an_unreachable_daemon_is_a_clear_error(tmp_path):
                           env={**os.environ, "PYTHONPATH": cli.__file__.rsplit("/forcepw/", 1)[0]})
     assert proc.returncode == cli.EXIT_UNREACHABLE
     assert "cannot reach forcepwd" in proc.stderr
+
+
+@pytest.mark.parametrize("reason, words", [("r" * 513, "at most 512 bytes"),
+                                           ("two%0Alines", "control characters")])
+def test_a_reason_too_long_or_with_control_characters_is_an_api_failure(daemon, make_user,
+                                                                         reason, words):
+    status, env, _ = call(daemon, "forcepasswordchange", users_json({make_user().name: 1}),
+                          f"reason={reason}")
+    assert_api_failure(daemon, status, env, "reason", words)
+
+
+def test_a_reason_of_the_maximum_length_is_still_shown_at_login(daemon, make_user):
+    alice = make_user()
+    reason = "é" * 256  # 512 bytes
+    assert call(daemon, "forcepasswordchange", users_json({alice.name: 1}), f"reason={reason}")[0] == 0
+    from forcepw import client, protocol
+    reply = client.ask(daemon.socket, protocol.check_login_request(alice.name, "sshd", caller_uid=0))
+    assert reply["verdict"] == protocol.VERDICT_CHANGE_REQUIRED and reason in reply["message"]
+    assert len(protocol.encode(reply)) <= protocol.MAX_PAM_REPLY_BYTES

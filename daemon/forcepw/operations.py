@@ -142,7 +142,7 @@ class Operations:
         users = _parse_users_json(args)
         stop_on_failure = _parse_bool(args, "stop_on_failure")
         allow_no_password = _parse_bool(args, "allow_no_password")
-        reason = args.get("reason", "")
+        reason = _parse_reason(args)
         invalid = sorted(name for name in users if invalid_username(name))
         if invalid:
             return envelope(command, 0, f"Invalid user(s): {', '.join(invalid)}")
@@ -251,6 +251,16 @@ def _parse_users_json(args):
         raise ApiFailure('The parameter "users_json" must be a JSON object of user names '
                          f'(for example {{"user1":1}}), not {kind}.')
     return users
+
+
+def _parse_reason(args):
+    reason = args.get("reason", "")
+    if len(reason.encode("utf-8")) > protocol.MAX_REASON_BYTES:
+        raise ApiFailure(f'The parameter "reason" must be at most {protocol.MAX_REASON_BYTES} '
+                         f'bytes long.')
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in reason):
+        raise ApiFailure('The parameter "reason" must not contain control characters.')
+    return reason
 
 
 def _parse_bool(args, name):

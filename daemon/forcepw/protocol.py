@@ -26,6 +26,9 @@ REQUEST_READ_TIMEOUT_S = 5.0  # daemon: a client must send its whole request wit
 MAX_CONNECTIONS = 64  # for root; and for all other users together
 MAX_CONNECTIONS_PER_UID = 8  # for each user other than root
 MAX_PAM_FIELD_BYTES = 1024  # user, service, rhost, tty, ruser: longer values are refused
+# forcepasswordchange's reason, shown at login: short enough that the verdict with the message
+# always fits in MAX_PAM_REPLY_BYTES (a longer reply would make the module fail open).
+MAX_REASON_BYTES = 512
 
 # Operations.
 OP_CHECK_LOGIN = "check_login"  # PAM account: must this user change the password now?
