@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import fixtures
 from forcepw import cli, client, protocol
 
 
@@ -210,3 +211,31 @@ def test_a_flag_is_not_enforced_while_the_minimum_password_age_forbids_the_chang
     assert client.ask(daemon.socket, check)["verdict"] == protocol.VERDICT_ALLOW
     subprocess.run(["chage", "-m", "0", young.name], check=True)
     assert client.ask(daemon.socket, check)["verdict"] == protocol.VERDICT_CHANGE_REQUIRED
+
+
+def test_a_flag_follows_the_account_not_a_later_account_with_the_same_name(daemon, make_user):
+    old = make_user()
+    ctl_json(daemon, "flag", old.name, "--reason", "old account")
+    name, old_uid = old.name, old.pw.pw_uid
+    subprocess.run(["userdel", "-r", name], check=True, capture_output=True)
+    placeholder = make_user()  # may take the freed uid, so the new account gets another one
+    subprocess.run(["useradd", "-m", "-u", str(old_uid + 1000), "-c",
+                    fixtures._owner_tag(), name], check=True)  # tagged: swept if we crash
+    new = type(old)(name, old.password)
+    try:
+        assert new.pw.pw_uid != old_uid
+        # The new account's own view: not flagged, and none of the old account's history.
+        status, out = run_cli_as(new, daemon.socket, "status")
+        assert status == 0 and json.loads(out)["data"]["flagged"] == 0
+        status, out = run_cli_as(new, daemon.socket, "history")
+        assert json.loads(out)["data"]["events"] == []
+        # At login the stale flag is dropped, not enforced, and that is recorded.
+        check = protocol.check_login_request(name, "sshd", caller_uid=0)
+        assert client.ask(daemon.socket, check)["verdict"] == protocol.VERDICT_ALLOW
+        _, env = ctl_json(daemon, "history", name)
+        assert [(e["event"], e["uid"]) for e in env["data"]["events"]] == [
+            ("flagged", old_uid), ("cleared_account_replaced", old_uid)]
+        assert ctl_json(daemon, "list")[1]["data"]["users"] == []
+    finally:
+        subprocess.run(["userdel", "-r", name], capture_output=True)
+    del placeholder

@@ -9,7 +9,8 @@ import logging
 from . import accounts, listing, protocol
 from .peer import PeerRole, user_name
 from .policy import login_message
-from .store import EVENT_CHANGED_BY_USER, EVENT_LOGIN_REFUSED, EVENT_RESET_BY_ADMIN, StoreError
+from .store import (EVENT_CHANGED_BY_USER, EVENT_CLEARED_ACCOUNT_REPLACED, EVENT_LOGIN_REFUSED,
+                    EVENT_RESET_BY_ADMIN, StoreError)
 
 log = logging.getLogger("forcepwd")
 
@@ -80,13 +81,25 @@ class Operations:
         if peer.role is not PeerRole.ROOT and user != peer.name:
             raise Forbidden("only root may ask about another user")
         flag = self.store.get_flag(user)
+        if flag is None:
+            return protocol.verdict_reply(protocol.VERDICT_ALLOW)
         service = request["service"]
-        if flag is None or not self.policy.must_change_password(
-                service, request[protocol.FIELD_CALLER_UID], _days_until_change_allowed(user)):
+        try:
+            account = accounts.lookup(user)
+        except accounts.NoSuchUser:
+            return protocol.verdict_reply(protocol.VERDICT_ALLOW)  # nobody to force
+        if account.uid != flag.uid:
+            # userdel + useradd: the name is another account now; the flag was not for it.
+            self.store.clear_flag(user, EVENT_CLEARED_ACCOUNT_REPLACED, 0, "forcepwd", service)
+            log.warning("flag of %s (uid %s) dropped: the name now belongs to uid %s", user,
+                        flag.uid, account.uid)
+            return protocol.verdict_reply(protocol.VERDICT_ALLOW)
+        if not self.policy.must_change_password(service, request[protocol.FIELD_CALLER_UID],
+                                                account.days_until_change_allowed or 0):
             return protocol.verdict_reply(protocol.VERDICT_ALLOW)
         if peer.role is PeerRole.ROOT:
-            self.store.record_event(user, EVENT_LOGIN_REFUSED, peer.uid, peer.name, service,
-                                    _describe_origin(request))
+            self.store.record_event(user, flag.uid, EVENT_LOGIN_REFUSED, peer.uid, peer.name,
+                                    service, _describe_origin(request))
         log.info("user %s must change password (service %s %s)", user, service,
                  _describe_origin(request))
         return protocol.verdict_reply(protocol.VERDICT_CHANGE_REQUIRED,
@@ -103,7 +116,7 @@ class Operations:
             return protocol.verdict_reply(protocol.VERDICT_ALLOW)
         caller_uid = request[protocol.FIELD_CALLER_UID]
         if not self.policy.is_users_own_change(service, caller_uid, flag.uid):
-            self.store.record_event(user, EVENT_RESET_BY_ADMIN, caller_uid,
+            self.store.record_event(user, flag.uid, EVENT_RESET_BY_ADMIN, caller_uid,
                                     user_name(caller_uid), service, "flag kept")
             log.info("password of %s reset by uid %s (service %s): flag kept", user, caller_uid,
                      service)
@@ -202,7 +215,10 @@ class Operations:
         if peer.role is PeerRole.USER and user != peer.name:
             raise Forbidden(f"{peer.name} may only ask about {peer.name}.")
         flag = self.store.get_flag(user)
-        last_change = self.store.last_event(user, EVENT_CHANGED_BY_USER)
+        own_uid = peer.uid if peer.role is PeerRole.USER else None
+        if flag and own_uid is not None and flag.uid != own_uid:
+            flag = None  # set for an earlier account of the same name, not for this user
+        last_change = self.store.last_event(user, EVENT_CHANGED_BY_USER, own_uid)
         data = {"user": user, "flagged": 1 if flag else 0}
         if flag:
             data.update({k: v for k, v in _flag_record(flag).items() if k != "user"})
@@ -211,12 +227,12 @@ class Operations:
 
     def forcepw_history(self, peer, args):
         command = "forcepw_history"
-        user = args.get("user")
+        user, user_uid = args.get("user"), None
         if peer.role is PeerRole.USER:
             if user not in (None, peer.name):
                 raise Forbidden(f"{peer.name} may only ask about {peer.name}.")
-            user = peer.name
-        records = [_event_record(event) for event in self.store.history(user)]
+            user, user_uid = peer.name, peer.uid  # not an earlier account of the same name
+        records = [_event_record(event) for event in self.store.history(user, user_uid)]
         records, extra = listing.apply_list_args(records, args, EVENT_FIELDS)
         return envelope(command, 1, "OK", {"events": records}, extra_metadata=extra)
 
@@ -271,7 +287,7 @@ def _parse_bool(args, name):
 
 
 FLAG_FIELDS = ("user", "uid", "flagged_at", "flagged_by", "flagged_by_uid", "reason")
-EVENT_FIELDS = ("at", "user", "event", "actor", "actor_uid", "service", "detail")
+EVENT_FIELDS = ("at", "user", "uid", "event", "actor", "actor_uid", "service", "detail")
 
 
 def _flag_record(flag):
@@ -281,15 +297,9 @@ def _flag_record(flag):
 
 
 def _event_record(event):
-    return {"at": event.at, "user": event.user, "event": event.event, "actor": event.actor,
-            "actor_uid": event.actor_uid, "service": event.service, "detail": event.detail}
-
-
-def _days_until_change_allowed(user):
-    try:
-        return accounts.lookup(user).days_until_change_allowed or 0
-    except accounts.NoSuchUser:
-        return 0
+    return {"at": event.at, "user": event.user, "uid": event.user_uid, "event": event.event,
+            "actor": event.actor, "actor_uid": event.actor_uid, "service": event.service,
+            "detail": event.detail}
 
 
 def _describe_origin(request):

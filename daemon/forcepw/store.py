@@ -18,6 +18,7 @@ EVENT_CLEARED_BY_ADMIN = "cleared_by_admin"
 EVENT_CHANGED_BY_USER = "changed_by_user"
 EVENT_LOGIN_REFUSED = "login_refused"
 EVENT_RESET_BY_ADMIN = "reset_by_admin"  # root set the password; the flag stays
+EVENT_CLEARED_ACCOUNT_REPLACED = "cleared_account_replaced"  # the name now has another uid
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS flags (
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
     user TEXT NOT NULL,
+    user_uid INTEGER NOT NULL,  -- the account the event is about: a name can be reused
     event TEXT NOT NULL,
     actor_uid INTEGER NOT NULL,
     actor TEXT NOT NULL,
@@ -60,11 +62,15 @@ class Flag:
 class Event:
     at: str
     user: str
+    user_uid: int
     event: str
     actor_uid: int
     actor: str
     service: str
     detail: str
+
+
+_EVENT_COLUMNS = "at, user, user_uid, event, actor_uid, actor, service, detail"
 
 
 def utc_now():
@@ -116,42 +122,52 @@ class Store:
                 self._db.execute(
                     "INSERT OR REPLACE INTO flags VALUES (?, ?, ?, ?, ?, ?)",
                     (user, uid, now, actor_uid, actor, reason))
-                self._record(now, user, EVENT_FLAGGED, actor_uid, actor, "", reason)
+                self._record(now, user, uid, EVENT_FLAGGED, actor_uid, actor, "", reason)
             for user in to_clear:
-                if self._db.execute("DELETE FROM flags WHERE user = ?", (user,)).rowcount:
-                    self._record(now, user, EVENT_CLEARED_BY_ADMIN, actor_uid, actor, "", "")
+                self._clear(now, user, EVENT_CLEARED_BY_ADMIN, actor_uid, actor, "")
 
     def clear_flag(self, user, event, actor_uid, actor, service=""):
         """Clear one user's flag and record why; returns False if it was not flagged."""
-        now = utc_now()
         with self._transaction():
-            cleared = self._db.execute("DELETE FROM flags WHERE user = ?", (user,)).rowcount
-            if cleared:
-                self._record(now, user, event, actor_uid, actor, service, "")
-        return bool(cleared)
+            return self._clear(utc_now(), user, event, actor_uid, actor, service)
 
-    def record_event(self, user, event, actor_uid, actor, service="", detail=""):
+    def record_event(self, user, user_uid, event, actor_uid, actor, service="", detail=""):
         with self._transaction():
-            self._record(utc_now(), user, event, actor_uid, actor, service, detail)
+            self._record(utc_now(), user, user_uid, event, actor_uid, actor, service, detail)
 
-    def history(self, user=None, limit=1000):
-        """The newest `limit` events, oldest first; of one user when given."""
-        where, params = ("WHERE user = ?", (user,)) if user is not None else ("", ())
-        rows = self._db.execute(
-            f"SELECT at, user, event, actor_uid, actor, service, detail FROM events {where}"
-            " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+    def history(self, user=None, user_uid=None, limit=1000):
+        """The newest `limit` events, oldest first; of one user (and account) when given."""
+        where, params = self._event_filter(user, user_uid)
+        rows = self._db.execute(f"SELECT {_EVENT_COLUMNS} FROM events {where}"
+                                " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
         return [Event(*row) for row in reversed(rows)]
 
-    def last_event(self, user, event):
-        row = self._db.execute(
-            "SELECT at, user, event, actor_uid, actor, service, detail FROM events"
-            " WHERE user = ? AND event = ? ORDER BY id DESC LIMIT 1", (user, event)).fetchone()
+    def last_event(self, user, event, user_uid=None):
+        where, params = self._event_filter(user, user_uid)
+        row = self._db.execute(f"SELECT {_EVENT_COLUMNS} FROM events {where} AND event = ?"
+                               " ORDER BY id DESC LIMIT 1", (*params, event)).fetchone()
         return Event(*row) if row else None
 
-    def _record(self, at, user, event, actor_uid, actor, service, detail):
+    @staticmethod
+    def _event_filter(user, user_uid):
+        conditions = [(c, v) for c, v in (("user = ?", user), ("user_uid = ?", user_uid))
+                      if v is not None]
+        if not conditions:
+            return "WHERE 1", ()
+        return "WHERE " + " AND ".join(c for c, _ in conditions), tuple(v for _, v in conditions)
+
+    def _clear(self, at, user, event, actor_uid, actor, service):
+        row = self._db.execute("SELECT uid FROM flags WHERE user = ?", (user,)).fetchone()
+        if row is None:
+            return False
+        self._db.execute("DELETE FROM flags WHERE user = ?", (user,))
+        self._record(at, user, row[0], event, actor_uid, actor, service, "")
+        return True
+
+    def _record(self, at, user, user_uid, event, actor_uid, actor, service, detail):
         cursor = self._db.execute(
-            "INSERT INTO events (at, user, event, actor_uid, actor, service, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)", (at, user, event, actor_uid, actor, service, detail))
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (at, user, user_uid, event, actor_uid, actor, service, detail))
         # Bounded history: every login attempt of a flagged user adds an event.
         self._db.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - MAX_EVENTS,))
 
