@@ -54,8 +54,9 @@ if [ ! -e /etc/forcepw/forcepwd.conf ]; then
 fi
 
 say "building and installing pam_forcepw.so"
-make -C "$SRC/pam_forcepw"
-make -C "$SRC/pam_forcepw" install
+module_build=$(mktemp -d)
+make -C "$SRC/pam_forcepw" OUT="$module_build" install
+rm -rf "$module_build"
 did "built and installed pam_forcepw.so (make -C pam_forcepw install)"
 
 install -d -m 0755 /usr/share/doc/forcepw
@@ -110,6 +111,8 @@ else
         how_started="a forcepwd that install.sh did not start was already running: left as it is"
     else
         say "starting forcepwd in the background WITHOUT systemd (no restart on crash, not started at boot)"
+        # The log names flagged users and reasons: root's alone, like the state.
+        (umask 077 && touch "$LOG" && chmod 0600 "$LOG")
         setsid nohup /usr/local/sbin/forcepwd >>"$LOG" 2>&1 </dev/null &
         echo $! >"$PIDFILE"
         how_started="started in the background without systemd, pid $(cat "$PIDFILE"), log $LOG; it is NOT restarted on crash nor started at boot"

@@ -222,6 +222,8 @@ class Operations:
         data = {"user": user, "flagged": 1 if flag else 0}
         if flag:
             data.update({k: v for k, v in _flag_record(flag).items() if k != "user"})
+            # Not enforced before the minimum password age allows a change (case C07).
+            data["change_allowed_in_days"] = _days_until_change_allowed(user)
         data["last_change"] = _event_record(last_change) if last_change else None
         return envelope(command, 1, "OK", data)
 
@@ -300,6 +302,13 @@ def _event_record(event):
     return {"at": event.at, "user": event.user, "uid": event.user_uid, "event": event.event,
             "actor": event.actor, "actor_uid": event.actor_uid, "service": event.service,
             "detail": event.detail}
+
+
+def _days_until_change_allowed(user):
+    try:
+        return accounts.lookup(user).days_until_change_allowed or 0
+    except accounts.NoSuchUser:
+        return 0
 
 
 def _describe_origin(request):
