@@ -2,7 +2,6 @@
 
 import enum
 import grp
-import os
 import pwd
 import socket
 import struct
@@ -75,9 +74,3 @@ def identify(sock, admin_group_gid=None):
     groups = peer_groups(sock)
     return Peer(pid, uid, gid, groups, user_name(uid), role_for(uid, gid, groups, admin_group_gid))
 
-
-def own_peer():
-    """This process as a peer, for tests and for in-process calls."""
-    uid, gid = os.getuid(), os.getgid()
-    return Peer(os.getpid(), uid, gid, tuple(os.getgroups()), user_name(uid),
-                role_for(uid, gid, (), None))
