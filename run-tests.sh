@@ -9,7 +9,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=$SRC/.venv
 APT_PACKAGES=(openssh-server openssh-client pamtester gcc make libc6-dev libpam0g-dev libpam-runtime
               python3 python3-venv python3-dev libsystemd-dev pkg-config passwd login util-linux
-              debootstrap systemd-container libnss-wrapper)
+              debootstrap systemd-container libnss-wrapper iproute2)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "run-tests.sh must run as root (sudo ./run-tests.sh): the tests create users and start sshd" >&2

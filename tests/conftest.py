@@ -154,3 +154,11 @@ def forcepw_sshd(make_sshd, module_lines):
     """A private sshd whose PAM stack has our module after common-account and common-password,
     with the lines printed by `forcepwctl pam-lines`."""
     return make_sshd(fixtures.standard_stack(*module_lines))
+
+
+@pytest.fixture
+def client_host():
+    """Another host: a network namespace with its own address, joined by a veth pair."""
+    _require_root()
+    with fixtures.client_host() as host:
+        yield host

@@ -673,7 +673,7 @@ class SshSession:
             self.child.close(force=True)
 
 
-def ssh_command(user, port, identity=None, tty=False, command=None):
+def ssh_command(user, port, identity=None, tty=False, command=None, host="127.0.0.1"):
     name = getattr(user, "name", user)
     args = ["-F", "/dev/null",
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -687,19 +687,24 @@ def ssh_command(user, port, identity=None, tty=False, command=None):
                  "-o", "PubkeyAuthentication=no"]
     if tty:
         args.append("-tt")
-    args += ["-p", str(port), f"{name}@127.0.0.1"]
+    args += ["-p", str(port), f"{name}@{host}"]
     if command:
         args.append(command)
     return args
 
 
 @contextlib.contextmanager
-def ssh_login(user, password, port, identity=None, tty=False, command=None):
-    """Starts /usr/bin/ssh to 127.0.0.1:port under pexpect; answers the login password prompt
+def ssh_login(user, password, port, identity=None, tty=False, command=None, from_host=None):
+    """Starts /usr/bin/ssh to 127.0.0.1:port (from_host: from that ClientHost to its
+    server_address) under pexpect; answers the login password prompt
     when `password` is not None (keyboard-interactive, then password method); with `identity`
     logs in by that key only. Yields an SshSession; kills the client afterwards."""
     buffer = io.StringIO()
-    child = pexpect.spawn(SSH, ssh_command(user, port, identity, tty, command),
+    argv = [SSH, *ssh_command(user, port, identity, tty, command,
+                              from_host.server_address if from_host else "127.0.0.1")]
+    if from_host:
+        argv = from_host.run_argv(argv)
+    child = pexpect.spawn(argv[0], argv[1:],
                           encoding="utf-8", codec_errors="replace", timeout=EXPECT_TIMEOUT,
                           env={"PATH": "/usr/bin:/bin", "TERM": "dumb", "HOME": "/root",
                                "LANG": "C"},
@@ -712,6 +717,57 @@ def ssh_login(user, password, port, identity=None, tty=False, command=None):
         yield session
     finally:
         session.close()
+
+
+# --- another host: a network namespace ---------------------------------------------------------
+
+NETNS_PREFIX = "fpwt"
+# Addresses only on the veth pair between this machine and its own test namespace (TEST-NET-1,
+# 192.0.2.0/24, is dropped by this sandbox).
+TEST_NET = "10.213.77"
+
+
+class ClientHost:
+    """A network namespace joined to this machine by a veth pair: a remote client for sshd."""
+
+    def __init__(self, name, address, server_address):
+        self.name = name
+        self.address = address  # the client's address, as sshd sees it (PAM_RHOST)
+        self.server_address = server_address  # this machine's end of the link
+
+    def run_argv(self, argv):
+        return ["ip", "netns", "exec", self.name, *argv]
+
+
+@contextlib.contextmanager
+def client_host():
+    """A test host in its own network namespace (pyroute2), removed afterwards. sshd must listen
+    on its server_address too (sshd(..., extra_config=[f"ListenAddress {host.server_address}"]))."""
+    from pyroute2 import IPRoute, NetNS, netns
+    name = f"{NETNS_PREFIX}-{os.getpid()}-{secrets.token_hex(2)}"
+    veth = f"fpwt{secrets.token_hex(3)}"
+    subnet = TEST_NET
+    netns.create(name)
+    try:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=veth, kind="veth", peer=veth + "p")
+            index = ipr.link_lookup(ifname=veth)[0]
+            ipr.addr("add", index=index, address=f"{subnet}.1", prefixlen=24)
+            ipr.link("set", index=index, state="up")
+            ipr.link("set", index=ipr.link_lookup(ifname=veth + "p")[0], net_ns_fd=name)
+        with NetNS(name) as ns:
+            index = ns.link_lookup(ifname=veth + "p")[0]
+            ns.addr("add", index=index, address=f"{subnet}.2", prefixlen=24)
+            ns.link("set", index=index, state="up")
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        yield ClientHost(name, f"{subnet}.2", f"{subnet}.1")
+    finally:
+        netns.remove(name)  # takes the veth pair with it
+        with IPRoute() as ipr:
+            for _ in range(50):
+                if not ipr.link_lookup(ifname=veth):
+                    break
+                time.sleep(0.1)
 
 
 # --- sweeping what a crashed earlier run left -------------------------------------------------
@@ -749,6 +805,11 @@ def sweep_stale():
             if owner is not None and not _pid_alive(owner):
                 _remove_user(entry.pw_name)
                 removed.append(f"user {entry.pw_name}")
+    for path in Path("/run/netns").glob(f"{NETNS_PREFIX}-*"):
+        owner = int(path.name.split("-")[1]) if path.name.split("-")[1].isdigit() else None
+        if owner is not None and not _pid_alive(owner):
+            subprocess.run(["ip", "netns", "delete", path.name], capture_output=True, timeout=30)
+            removed.append(f"network namespace {path.name}")
     for path in PAM_D.glob(f"*{PAM_SERVICE_PREFIX}*"):
         owner = _owner_pid(_read_text(path))
         if owner is not None and not _pid_alive(owner):

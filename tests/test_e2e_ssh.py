@@ -1,6 +1,7 @@
 """End-to-end over ssh: real sshd on a private port, the real ssh client, real users and PAM stacks
 on the machine's common-* files, forcepwd and pam_forcepw.so from this tree. Nothing is mocked."""
 
+import json
 import os
 import signal
 import time
@@ -195,3 +196,26 @@ def test_c10_flagged_user_with_key_and_tty_changes_password_via_passwd_and_the_f
     for name in ("common-account", "common-password"):
         with open(f"/etc/pam.d/{name}") as f:
             assert pam_module not in f.read(), name
+
+
+def test_a_flagged_user_logging_in_from_another_host_is_forced_and_history_names_that_host(
+        test_user, daemon, module_lines, make_sshd, client_host):
+    sshd = make_sshd(fixtures.standard_stack(*module_lines),
+                     extra_config=[f"ListenAddress {client_host.server_address}"])
+    daemon.flag(test_user)
+    forced_change_over_ssh_from(test_user, sshd.port, client_host)
+    events = daemon.ctl("--output=json", "history", test_user.name)
+    refused = [e for e in json.loads(events.stdout)["data"]["events"]
+               if e["event"] == "login_refused"]
+    assert [e["detail"].split()[0] for e in refused] == [f"rhost={client_host.address}"]
+    assert daemon.status(test_user)["flagged"] == 0
+
+
+def forced_change_over_ssh_from(user, port, host):
+    new_password = fixtures.strong_password(unlike=user.password)
+    with fixtures.ssh_login(user, user.password, port, from_host=host) as session:
+        session.expect([ADMIN_WORD])
+        session.change_password(user.password, new_password)
+        session.expect_shell()
+        session.logout()
+    user.password = new_password
