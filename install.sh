@@ -62,8 +62,9 @@ did "built and installed pam_forcepw.so (make -C pam_forcepw install)"
 install -d -m 0755 /usr/share/doc/forcepw
 install -m 0644 "$SRC/docs/design.md" /usr/share/doc/forcepw/design.md
 install -d -m 0755 "$UNIT_DIR"
-install -m 0644 "$SRC/systemd/forcepwd.socket" "$SRC/systemd/forcepwd.service" "$UNIT_DIR/"
-did "installed forcepwd.socket and forcepwd.service into $UNIT_DIR"
+install -m 0644 "$SRC/systemd/forcepwd.socket" "$SRC/systemd/forcepwd-root.socket" \
+    "$SRC/systemd/forcepwd.service" "$UNIT_DIR/"
+did "installed forcepwd.socket, forcepwd-root.socket and forcepwd.service into $UNIT_DIR"
 
 # Does something answer on the socket? Any well-formed reply counts, an error
 # reply included: it proves a forcepwd is listening and speaking the protocol.
@@ -85,8 +86,8 @@ wait_for_daemon() {
 if [ -d /run/systemd/system ]; then
     say "systemd is PID 1: enabling forcepwd.socket and forcepwd.service"
     systemctl daemon-reload
-    systemctl enable forcepwd.socket forcepwd.service
-    systemctl start forcepwd.socket
+    systemctl enable forcepwd.socket forcepwd-root.socket forcepwd.service
+    systemctl start forcepwd.socket forcepwd-root.socket
     # restart, not start: a re-install must run the code just installed.
     systemctl restart forcepwd.service
     how_started="started by systemd (systemctl status forcepwd.service; journalctl -u forcepwd)"

@@ -40,7 +40,7 @@ done
 
 if [ -d /run/systemd/system ]; then
     say "stopping and disabling forcepwd.service and forcepwd.socket"
-    systemctl disable --now forcepwd.service forcepwd.socket 2>/dev/null || true
+    systemctl disable --now forcepwd.service forcepwd.socket forcepwd-root.socket 2>/dev/null || true
 fi
 if [ -f "$PIDFILE" ]; then
     pid=$(cat "$PIDFILE")
@@ -54,7 +54,7 @@ fi
 if [ ! -d /run/systemd/system ]; then
     rmdir /run/forcepw 2>/dev/null || true  # left empty by a daemon that bound its own socket
 fi
-rm -f "$UNIT_DIR/forcepwd.socket" "$UNIT_DIR/forcepwd.service"
+rm -f "$UNIT_DIR/forcepwd.socket" "$UNIT_DIR/forcepwd-root.socket" "$UNIT_DIR/forcepwd.service"
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
 fi

@@ -72,7 +72,8 @@ def main():
                         "pam_forcepw.so"], check=True)
         sock = tmp / "forcepwd.sock"
         env = {**os.environ, "PYTHONPATH": str(REPO / "daemon")}
-        daemon = subprocess.Popen([sys.executable, "-m", "forcepw.daemon", "--socket", str(sock),
+        daemon = subprocess.Popen([sys.executable, "-m", "forcepw.daemon", "--socket",
+                                   str(tmp / "public.sock"), "--root-socket", str(sock),
                                    "--state-dir", str(tmp / "state"),
                                    "--config", str(tmp / "none.conf")], env=env,
                                   stderr=subprocess.DEVNULL)

@@ -116,10 +116,18 @@ static ssize_t exchange(const struct settings *s, const char *request, size_t re
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+    /* EAGAIN on a Unix socket is a full listen queue (a burst of logins: the root-only socket
+     * cannot be filled by other users): try again until the deadline. */
+    while ((err = connect(fd, (struct sockaddr *)&addr, sizeof addr)) < 0 && errno == EAGAIN) {
+        if (now_ms() + 10 >= deadline) {
+            errno = ETIMEDOUT;
+            goto fail;
+        }
+        poll(NULL, 0, 10);
+    }
+    if (err < 0) {
         socklen_t len = sizeof err;
-        /* EAGAIN on a Unix socket is a full backlog: the daemon is overloaded, give up. An
-         * interrupted connect goes on in the background, like EINPROGRESS. */
+        /* An interrupted connect goes on in the background, like EINPROGRESS. */
         if (errno != EINPROGRESS && errno != EINTR)
             goto fail;
         if (wait_for(fd, POLLOUT, deadline) < 0 ||

@@ -11,7 +11,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define FORCEPW_SOCKET_PATH "/run/forcepw/forcepwd.sock"
+/* The root-only socket (protocol.ROOT_SOCKET_PATH): no other user can crowd its queue. */
+#define FORCEPW_SOCKET_PATH "/run/forcepw/forcepwd-root.sock"
 #define FORCEPW_TIMEOUT_MS 2000           /* the module's whole budget: connect + send + reply */
 #define FORCEPW_MAX_PAM_FIELD_BYTES 1024  /* protocol.MAX_PAM_FIELD_BYTES */
 #define FORCEPW_MAX_PAM_REPLY_BYTES 4096  /* protocol.MAX_PAM_REPLY_BYTES */

@@ -302,6 +302,8 @@ class Daemon:
 
     def __init__(self, socket_path, state_dir, log_path, extra_args=(), env=None, config=None):
         self.socket = str(socket_path)
+        # The root-only socket, which the PAM module asks (see protocol.ROOT_SOCKET_PATH).
+        self.root_socket = str(Path(socket_path).with_name("forcepwd-root.sock"))
         # Never the machine's /etc/forcepw/forcepwd.conf: a test's settings are its own.
         self.config = str(config or Path(state_dir).parent / "forcepwd.conf")
         self.state_dir = str(state_dir)
@@ -315,7 +317,8 @@ class Daemon:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "forcepw.daemon", "--socket", self.socket,
-                 "--state-dir", self.state_dir, "--config", self.config, *self.extra_args],
+                 "--root-socket", self.root_socket, "--state-dir", self.state_dir,
+                 "--config", self.config, *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=_env_with_daemon_on_path(self.env), preexec_fn=_die_with_parent)
         _wait_until(lambda: _unix_socket_answers(self.socket), STARTUP_TIMEOUT, "forcepwd",
@@ -325,9 +328,9 @@ class Daemon:
         return _read_text(self.log_path)
 
     def ctl(self, *args, timeout=30):
-        """forcepwctl with the test's Python; the socket comes from FORCEPW_SOCKET."""
+        """forcepwctl with the test's Python, as root: the root-only socket (FORCEPW_SOCKET)."""
         return subprocess.run([sys.executable, "-m", "forcepw.cli", *args],
-                              env=_env_with_daemon_on_path({"FORCEPW_SOCKET": self.socket}),
+                              env=_env_with_daemon_on_path({"FORCEPW_SOCKET": self.root_socket}),
                               capture_output=True, text=True, timeout=timeout)
 
     def forcepasswordchange(self, flags, stop_on_failure=1, encode=True):
@@ -365,8 +368,9 @@ class Daemon:
         return json.loads(proc.stdout)["data"]
 
     def pam_lines(self, module_path):
-        """`forcepwctl --socket S pam-lines --module M` -> (account_line, password_line)."""
-        proc = self.ctl("--socket", self.socket, "pam-lines", "--module", str(module_path))
+        """`forcepwctl --socket S pam-lines --module M` -> (account_line, password_line), S the
+        root-only socket, as the module uses by default."""
+        proc = self.ctl("--socket", self.root_socket, "pam-lines", "--module", str(module_path))
         if proc.returncode != 0:
             raise AssertionError(f"pam-lines failed: rc={proc.returncode}\n{proc.stderr}")
         lines = [l for l in proc.stdout.splitlines() if l.strip() and not l.startswith("#")]

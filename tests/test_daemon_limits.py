@@ -195,6 +195,7 @@ def test_sighup_does_not_kill_the_daemon(daemon):  # reloading itself: test_conf
 
 def test_a_second_daemon_on_the_same_socket_refuses_to_start(daemon, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "forcepw.daemon", "--socket", daemon.socket,
+                           "--root-socket", str(tmp_path / "root.sock"),
                            "--state-dir", str(tmp_path / "state"), "--config", daemon.config],
                           env={**os.environ, "PYTHONPATH": str(fixtures.DAEMON_SRC)},
                           capture_output=True, text=True, timeout=30)
@@ -231,5 +232,75 @@ def test_socket_activation_by_systemd_socket_activate(tmp_path, make_user):
     finally:
         activator.terminate()
         output, _ = activator.communicate(timeout=10)
-    assert "ready on systemd socket" in output
+    assert "ready on 1 systemd socket(s)" in output
     assert activator.returncode == 0
+
+
+def test_the_root_socket_is_root_only_and_the_public_one_open_to_all(daemon, make_user):
+    import stat
+    assert stat.S_IMODE(os.stat(daemon.root_socket).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(daemon.socket).st_mode) == 0o666
+    alice = make_user()
+    os.chmod(os.path.dirname(daemon.socket), 0o755)
+
+    def connect_both():
+        for path in (daemon.socket, daemon.root_socket):
+            try:
+                client.ask(path, protocol.check_login_request(alice.name, "sshd"))
+                print(path, "answered")
+            except client.Unreachable as exc:
+                print(path, "refused", "Permission denied" in str(exc))
+        return 0
+
+    status, out = run_as(alice, connect_both)
+    assert out.splitlines() == [f"{daemon.socket} answered", f"{daemon.root_socket} refused True"]
+
+
+def test_a_user_flooding_the_public_socket_cannot_make_a_login_skip_the_check(
+        daemon, make_user, module_lines, make_pam_service):
+    """The attack: fill the public socket's listen queue with connections that never send, so
+    that the module's connect fails and it fails open. The module asks the root-only socket."""
+    flagged, attacker = make_user(), make_user()
+    daemon.flag(flagged)
+    service = make_pam_service(["account required pam_permit.so", module_lines[0]])
+    os.chmod(os.path.dirname(daemon.socket), 0o755)
+    stop_r, stop_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the attacker keeps the public queue full
+        try:
+            os.setgroups([])
+            os.setgid(attacker.pw.pw_gid)
+            os.setuid(attacker.pw.pw_uid)
+            os.set_blocking(stop_r, False)
+            held = []
+            while True:
+                try:
+                    if os.read(stop_r, 1):
+                        break
+                except BlockingIOError:
+                    pass
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    sock.connect(daemon.socket)
+                    held.append(sock)
+                except OSError:
+                    sock.close()
+                if len(held) > 500:
+                    held.pop(0).close()
+        finally:
+            os._exit(0)
+    os.close(stop_r)
+    try:
+        time.sleep(1)  # the flood is on
+        results = [subprocess.run(["pamtester", service, flagged.name, "acct_mgmt"],
+                                  capture_output=True, text=True, timeout=30)
+                   for _ in range(5)]
+        assert all(r.returncode != 0 and "new one required" in r.stderr for r in results), [
+            r.stderr for r in results]
+        # root's admin calls go through the root-only socket too
+        assert daemon.status(flagged)["flagged"] == 1
+    finally:
+        os.write(stop_w, b"x")
+        os.waitpid(pid, 0)
+        os.close(stop_w)

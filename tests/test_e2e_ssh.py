@@ -51,16 +51,16 @@ def test_pam_lines_prints_an_account_and_a_password_line_for_the_module_and_sock
     account, password = daemon.pam_lines(pam_module)
     for line in (account, password):
         assert pam_module in line.split()
-        assert f"socket={daemon.socket}" in line.split()
+        assert f"socket={daemon.root_socket}" in line.split()
     assert "new_authtok_reqd=done" in account
 
 
 def test_pam_lines_accepts_socket_after_the_subcommand_as_documented_in_the_contract(
         daemon, pam_module):
     # The brief's contract: `forcepwctl pam-lines --socket PATH --module /abs/pam_forcepw.so`.
-    proc = daemon.ctl("pam-lines", "--socket", daemon.socket, "--module", pam_module)
+    proc = daemon.ctl("pam-lines", "--socket", daemon.root_socket, "--module", pam_module)
     assert proc.returncode == 0, proc.stderr
-    assert f"socket={daemon.socket}" in proc.stdout
+    assert f"socket={daemon.root_socket}" in proc.stdout
 
 
 def test_unflagged_user_logs_in_over_ssh_with_no_change_prompt(test_user, forcepw_sshd):

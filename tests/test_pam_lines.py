@@ -20,7 +20,7 @@ def profile_lines():
 
 
 def test_pam_lines_match_the_pam_auth_update_profile():
-    printed = cli.pam_lines(protocol.SOCKET_PATH, cli.PAM_MODULE).splitlines()
+    printed = cli.pam_lines(protocol.ROOT_SOCKET_PATH, cli.PAM_MODULE).splitlines()
     profile = profile_lines()
     assert printed == [f"account {profile['account']}", f"password {profile['password']}"]
 

@@ -36,6 +36,7 @@ CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 # with its own CA).
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 SOCKET = "/run/forcepw/forcepwd.sock"
+ROOT_SOCKET = "/run/forcepw/forcepwd-root.sock"
 UNIT_DIR = "/usr/local/lib/systemd/system"
 
 LAUNCHER = """#!/usr/bin/python3
@@ -235,7 +236,7 @@ def container(tmp_path_factory):
     with booted_container(tmp_path_factory) as box:
         box.run("install", "-d", "-m", "0755", UNIT_DIR)
         box.run("install", "-m", "0644", "/src/systemd/forcepwd.socket",
-                "/src/systemd/forcepwd.service", UNIT_DIR)
+                "/src/systemd/forcepwd-root.socket", "/src/systemd/forcepwd.service", UNIT_DIR)
         box.run("/bin/sh", "-c", "cat >/usr/local/sbin/forcepwd && chmod 0755 /usr/local/sbin/forcepwd",
                 input=LAUNCHER)
         box.run("systemctl", "daemon-reload")
@@ -244,7 +245,8 @@ def container(tmp_path_factory):
 
 def test_units_load_without_warnings_in_systemd_252(container):
     out = container.run("systemd-analyze", "verify", f"{UNIT_DIR}/forcepwd.socket",
-                        f"{UNIT_DIR}/forcepwd.service", check=False)
+                        f"{UNIT_DIR}/forcepwd-root.socket", f"{UNIT_DIR}/forcepwd.service",
+                        check=False)
     lines = [line for line in (out.stdout + out.stderr).splitlines()
              # systemd's syscall table knows newer syscalls than Debian's libseccomp: harmless
              if "Failed to parse system call" not in line]
@@ -254,22 +256,24 @@ def test_units_load_without_warnings_in_systemd_252(container):
 def test_enabling_the_service_also_enables_the_socket(container):
     container.run("systemctl", "enable", "forcepwd.service")
     try:
-        assert container.run("systemctl", "is-enabled", "forcepwd.socket").stdout.strip() == "enabled"
+        for unit in ("forcepwd.socket", "forcepwd-root.socket"):
+            assert container.run("systemctl", "is-enabled", unit).stdout.strip() == "enabled"
         wants = container.run("systemctl", "show", "multi-user.target", "-p", "Wants").stdout
         assert "forcepwd.service" in wants
     finally:
-        container.run("systemctl", "disable", "forcepwd.service", "forcepwd.socket")
+        container.run("systemctl", "disable", "forcepwd.service", "forcepwd.socket",
+                      "forcepwd-root.socket")
 
 
 def test_first_connection_starts_the_service_which_becomes_ready_and_stops_cleanly(container):
-    container.run("systemctl", "enable", "--now", "forcepwd.socket")
+    container.run("systemctl", "enable", "--now", "forcepwd.socket", "forcepwd-root.socket")
     try:
         assert container.show("forcepwd.socket", "ActiveState")["ActiveState"] == "active"
         assert container.show("forcepwd.service", "ActiveState")["ActiveState"] == "inactive"
         # The socket belongs to systemd: mode 0666 in a 0755 directory, before any daemon runs.
-        modes = container.run("stat", "-c", "%a %F", SOCKET, "/run/forcepw").stdout.split("\n")
-        assert modes[0] == "666 socket"
-        assert modes[1] == "755 directory"
+        modes = container.run("stat", "-c", "%a %F", SOCKET, ROOT_SOCKET,
+                              "/run/forcepw").stdout.split("\n")
+        assert modes[:3] == ["666 socket", "600 socket", "755 directory"]
 
         reply = container.run("python3", "-c", ASK, SOCKET, timeout=60).stdout
         assert '"ok":true' in reply.replace(" ", "")
@@ -291,10 +295,11 @@ def test_first_connection_starts_the_service_which_becomes_ready_and_stops_clean
 
         journal = container.run("journalctl", "--no-pager", "-o", "cat", "-u",
                                 "forcepwd.service").stdout
-        assert "ready on systemd socket" in journal
+        assert "ready on 2 systemd socket(s)" in journal  # both, whichever woke it
         assert "stopping" in journal
     finally:
-        container.run("systemctl", "disable", "--now", "forcepwd.socket", "forcepwd.service")
+        container.run("systemctl", "disable", "--now", "forcepwd.socket", "forcepwd-root.socket",
+                      "forcepwd.service")
     assert container.run("test", "-e", SOCKET, check=False).returncode != 0, \
         "a stopped socket unit leaves no socket file behind (RemoveOnStop=yes)"
 
@@ -311,13 +316,15 @@ def test_the_daemon_pings_the_watchdog(container):
         state = container.show("forcepwd.service", "ActiveState", "NRestarts", "WatchdogUSec")
         assert state == {"ActiveState": "active", "NRestarts": "0", "WatchdogUSec": "2s"}
     finally:
-        container.run("systemctl", "stop", "forcepwd.service", "forcepwd.socket")
+        container.run("systemctl", "stop", "forcepwd.service", "forcepwd.socket",
+                      "forcepwd-root.socket")
         container.run("rm", "-rf", "/run/systemd/system/forcepwd.service.d")
         container.run("systemctl", "daemon-reload")
 
 
 def test_sighup_reloads_without_stopping(container):
-    container.run("systemctl", "start", "forcepwd.socket", "forcepwd.service", timeout=60)
+    container.run("systemctl", "start", "forcepwd.socket", "forcepwd-root.socket",
+                  "forcepwd.service", timeout=60)
     try:
         before = container.show("forcepwd.service", "MainPID")["MainPID"]
         container.run("systemctl", "reload", "forcepwd.service")
@@ -325,7 +332,8 @@ def test_sighup_reloads_without_stopping(container):
         after = container.show("forcepwd.service", "MainPID", "ActiveState")
         assert after == {"MainPID": before, "ActiveState": "active"}
     finally:
-        container.run("systemctl", "stop", "forcepwd.service", "forcepwd.socket")
+        container.run("systemctl", "stop", "forcepwd.service", "forcepwd.socket",
+                      "forcepwd-root.socket")
 
 
 def _pam_common(box):
@@ -344,7 +352,7 @@ def test_install_sh_on_systemd_enables_everything_and_uninstall_sh_undoes_it(tmp
 
         installed = box.run("/root/forcepw/install.sh", env=pip_env, timeout=900)
         assert "enabled and (re)started forcepwd.socket and forcepwd.service" in installed.stdout
-        for unit in ("forcepwd.socket", "forcepwd.service"):
+        for unit in ("forcepwd.socket", "forcepwd-root.socket", "forcepwd.service"):
             assert box.run("systemctl", "is-enabled", unit).stdout.strip() == "enabled"
             assert box.run("systemctl", "is-active", unit).stdout.strip() == "active"
         pam_installed = _pam_common(box)
@@ -370,11 +378,12 @@ def test_install_sh_on_systemd_enables_everything_and_uninstall_sh_undoes_it(tmp
 
         box.run("/root/forcepw/uninstall.sh")
         assert _pam_common(box) == pam_before
-        for unit in ("forcepwd.socket", "forcepwd.service"):
+        for unit in ("forcepwd.socket", "forcepwd-root.socket", "forcepwd.service"):
             assert box.run("systemctl", "is-active", unit, check=False).stdout.strip() == "inactive"
         for path in ("/opt/forcepw", "/usr/local/sbin/forcepwd", "/usr/local/bin/forcepwctl",
-                     f"{UNIT_DIR}/forcepwd.service", "/usr/share/pam-configs/forcepw",
-                     "/run/forcepw/forcepwd.sock"):
+                     f"{UNIT_DIR}/forcepwd.service", f"{UNIT_DIR}/forcepwd-root.socket",
+                     "/usr/share/pam-configs/forcepw", "/run/forcepw/forcepwd.sock",
+                     "/run/forcepw/forcepwd-root.sock"):
             assert box.run("test", "-e", path, check=False).returncode != 0, path
         assert box.run("sh", "-c", "ls /lib/*/security/pam_forcepw.so", check=False).returncode != 0
         assert box.run("test", "-f", "/var/lib/forcepw/forcepw.db").returncode == 0, \

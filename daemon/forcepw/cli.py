@@ -57,8 +57,10 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="forcepwctl", description="Admin CLI of forcepw (whmapi1 grammar).",
         epilog=functions_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--socket", default=os.environ.get("FORCEPW_SOCKET", protocol.SOCKET_PATH),
-                        help="forcepwd's socket (default $FORCEPW_SOCKET or %(default)s)")
+    parser.add_argument("--socket", default=os.environ.get("FORCEPW_SOCKET"),
+                        help="forcepwd's socket (default $FORCEPW_SOCKET, else "
+                             f"{protocol.ROOT_SOCKET_PATH} for root and "
+                             f"{protocol.SOCKET_PATH} for other users)")
     parser.add_argument("--output", default="yaml", choices=render.FORMATS,
                         help="output format, as whmapi1 (default %(default)s)")
     parser.add_argument("function", help="a function or a shortcut, see below")
@@ -112,10 +114,15 @@ def _parse_or_usage(parser, params):
         raise UsageError(f"bad arguments for {parser.prog}") from exc
 
 
+def default_socket():
+    return protocol.ROOT_SOCKET_PATH if os.geteuid() == 0 else protocol.SOCKET_PATH
+
+
 def pam_lines(socket_path, module):
+    """The module's lines; socket_path is the one it should ask (default: the root-only one)."""
     if any(ch.isspace() for ch in socket_path + module):
         raise UsageError("PAM module arguments cannot contain white space")
-    arg = "" if socket_path == protocol.SOCKET_PATH else f" socket={socket_path}"
+    arg = "" if socket_path == protocol.ROOT_SOCKET_PATH else f" socket={socket_path}"
     return (f"account {PAM_ACCOUNT_CONTROL} {module}{arg}\n"
             f"password {PAM_PASSWORD_CONTROL} {module}{arg}\n")
 
@@ -125,7 +132,7 @@ def main(argv=None):
     try:
         if args.function == "pam-lines":
             parser = argparse.ArgumentParser(prog="forcepwctl pam-lines")
-            parser.add_argument("--socket", default=args.socket)
+            parser.add_argument("--socket", default=args.socket or protocol.ROOT_SOCKET_PATH)
             parser.add_argument("--module", default=PAM_MODULE)
             parsed = _parse_or_usage(parser, args.params)
             sys.stdout.write(pam_lines(parsed.socket, parsed.module))
@@ -135,7 +142,8 @@ def main(argv=None):
         print(f"forcepwctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        reply = client.ask(args.socket, protocol.call_request(function, call_args))
+        reply = client.ask(args.socket or default_socket(),
+                           protocol.call_request(function, call_args))
     except client.Unreachable as exc:
         print(f"forcepwctl: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE

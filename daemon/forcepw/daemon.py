@@ -26,8 +26,11 @@ STATE_DIR = "/var/lib/forcepw"
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="forcepwd", description=__doc__.split(".")[0] + ".")
     parser.add_argument("--socket", default=protocol.SOCKET_PATH,
-                        help="Unix socket to listen on when not socket-activated "
+                        help="public socket (mode 0666) when not socket-activated "
                              "(default %(default)s)")
+    parser.add_argument("--root-socket", default=protocol.ROOT_SOCKET_PATH,
+                        help="root-only socket (mode 0600) for the PAM module and root, when not "
+                             "socket-activated (default %(default)s)")
     parser.add_argument("--state-dir", default=STATE_DIR, help="default %(default)s")
     parser.add_argument("--config", default=config.CONFIG_PATH,
                         help="settings file, re-read on SIGHUP (default %(default)s)")
@@ -50,23 +53,23 @@ def setup_logging(debug):
     logging.basicConfig(level=level, handlers=[handler])
 
 
-def activated_socket():
-    """The listening socket systemd passed us, or None (sd_listen_fds(3))."""
+def activated_sockets():
+    """The listening sockets systemd passed us (sd_listen_fds(3)), or []: forcepwd.socket and
+    forcepwd-root.socket. They serve alike; their file modes decide who can connect."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()):
-        return None
+        return []
     count = int(os.environ.get("LISTEN_FDS", "0"))
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
-    if count != 1:
-        raise SystemExit(f"forcepwd: expected 1 socket from systemd, got {count}")
-    sock = socket.socket(fileno=3)  # SD_LISTEN_FDS_START
-    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
-        raise SystemExit("forcepwd: the socket from systemd is not a Unix stream socket")
-    return sock
+    socks = [socket.socket(fileno=3 + i) for i in range(count)]  # SD_LISTEN_FDS_START = 3
+    if not socks or any(s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM for s in socks):
+        raise SystemExit("forcepwd: systemd must pass Unix stream sockets")
+    return socks
 
 
-def bind_socket(path):
-    """Bind our own socket. Any local user may connect: the daemon authorizes by SO_PEERCRED."""
+def bind_socket(path, mode):
+    """Bind our own socket with this file mode (0666: anyone may connect, the daemon authorizes
+    by SO_PEERCRED; 0600: root only)."""
     os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
     if os.path.exists(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
@@ -80,8 +83,12 @@ def bind_socket(path):
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(path)
-    os.chmod(path, 0o666)
+    old_umask = os.umask(0o177)  # never connectable by others before the chmod
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, mode)
     sock.listen(128)
     return sock
 
@@ -112,11 +119,11 @@ async def run(args):
     settings = config.load(args.config)
     store = Store(args.state_dir)
     server = Server(Operations(store, settings.policy), settings.admin_group_gid)
-    sock = activated_socket()
-    own_socket = sock is None
-    if own_socket:
-        sock = bind_socket(args.socket)
-    listener = await server.serve(sock)
+    socks = activated_sockets()
+    own_paths = [] if socks else [args.root_socket, args.socket]
+    if own_paths:
+        socks = [bind_socket(args.root_socket, 0o600), bind_socket(args.socket, 0o666)]
+    listeners = [await server.serve(sock) for sock in socks]
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -129,7 +136,8 @@ async def run(args):
     watchdog_usec = os.environ.get("WATCHDOG_USEC")
     if watchdog_usec:
         tasks.append(asyncio.create_task(watchdog(notifier, store, int(watchdog_usec) / 2e6)))
-    log.info("ready on %s (state in %s)", "systemd socket" if not own_socket else args.socket,
+    log.info("ready on %s (state in %s)",
+             " and ".join(own_paths) if own_paths else f"{len(socks)} systemd socket(s)",
              args.state_dir)
     notifier.notify("READY=1")
 
@@ -138,11 +146,12 @@ async def run(args):
     log.info("stopping")
     for task in tasks:
         task.cancel()
-    listener.close()
-    await listener.wait_closed()
-    if own_socket:
+    for listener in listeners:
+        listener.close()
+        await listener.wait_closed()
+    for path in own_paths:
         try:
-            os.unlink(args.socket)
+            os.unlink(path)
         except FileNotFoundError:
             pass
     store.close()

@@ -15,7 +15,13 @@ bytes both sides must agree on.
 import json
 from dataclasses import dataclass
 
+# Two sockets serve the same protocol; the daemon authorizes every request by SO_PEERCRED on both.
+# The root-only one (mode 0600) is what the PAM module and root's forcepwctl use: no other user can
+# even queue a connection on it, so nobody can crowd out a login's check (an attacker filling the
+# public socket's listen queue would otherwise make the module fail open). The public one (0666)
+# is for everyone else: admin-group members and users asking about themselves.
 SOCKET_PATH = "/run/forcepw/forcepwd.sock"
+ROOT_SOCKET_PATH = "/run/forcepw/forcepwd-root.sock"
 
 # Limits. The PAM module has its own copy of the reply limit and the timeout in protocol.h.
 MAX_REQUEST_BYTES = 64 * 1024  # one request line, newline included
