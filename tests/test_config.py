@@ -39,7 +39,6 @@ admin_reset_clears = true
     ("[forcepwd]\nadmin_grup = x\n", "admin_grup"),
     ("[other]\n", "other"),
     ("[forcepwd]\nenforce_su_by_root = maybe\n", "maybe"),
-    ("[forcepwd]\nadmin_group = fpwt-no-such-group\n", "does not exist"),
     ("no section\n", "section"),
 ])
 def test_a_broken_file_is_refused_with_a_clear_reason(tmp_path, text, words):
@@ -85,3 +84,19 @@ def test_the_shipped_example_file_is_valid_and_states_the_defaults():
     assert f"#exempt_services = {' '.join(sorted(DEFAULT_EXEMPT_SERVICES))}" in text
     for key in config.KEYS:
         assert f"#{key} =" in text
+
+
+def test_an_admin_group_that_does_not_exist_leaves_root_the_only_admin(tmp_path, caplog):
+    settings = config.load(write(tmp_path, "[forcepwd]\nadmin_group = fpwt-no-such-group\n"))
+    assert settings.admin_group_gid is None
+    assert "fpwt-no-such-group" in caplog.text
+
+
+def test_a_settings_path_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path):
+    import os
+    fifo = tmp_path / "fifo.conf"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        with pytest.raises(config.ConfigError) as err:
+            config.load(str(path))
+        assert "not a regular file" in str(err.value)

@@ -304,3 +304,23 @@ def test_a_user_flooding_the_public_socket_cannot_make_a_login_skip_the_check(
         os.write(stop_w, b"x")
         os.waitpid(pid, 0)
         os.close(stop_w)
+
+
+def test_refusals_are_logged_at_most_once_a_minute_and_client_text_never_forges_a_line(
+        daemon, make_user):
+    alice = make_user()
+    daemon.flag(alice)
+    os.chmod(os.path.dirname(daemon.socket), 0o755)
+    forged = "x\nforcepwd: INFO: user fpwtevil changed the password"
+
+    def misbehave():
+        for _ in range(50):
+            client.ask(daemon.socket, protocol.password_changed_request(alice.name, "passwd"))
+        client.ask(daemon.socket, protocol.check_login_request(alice.name, "sshd", rhost=forged))
+        return 0
+
+    assert run_as(alice, misbehave)[0] == 0
+    log = daemon.log()
+    assert log.count(f"uid {alice.pw.pw_uid} was refused password_changed") == 1
+    assert "\nforcepwd: INFO: user fpwtevil" not in log
+    assert "rhost=x\\x0aforcepwd: INFO: user fpwtevil" in log

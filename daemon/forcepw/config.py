@@ -9,14 +9,20 @@
                                     #      clears the flag as the user's own change does
 
 A missing file means the defaults. A file with an error is refused as a whole (at start: the
-daemon does not start; on SIGHUP: the settings in force stay).
+daemon does not start; on SIGHUP: the settings in force stay). An admin group that does not
+exist (any more) is logged and ignored: root alone is admin until it exists.
 """
 
 import configparser
+import logging
+import os
+import stat
 from dataclasses import dataclass
 
 from .peer import admin_gid
 from .policy import DEFAULT_EXEMPT_SERVICES, Policy
+
+log = logging.getLogger("forcepwd")
 
 CONFIG_PATH = "/etc/forcepw/forcepwd.conf"
 SECTION = "forcepwd"
@@ -36,11 +42,14 @@ class Settings:
 def load(path):
     parser = configparser.ConfigParser(inline_comment_prefixes=("#",), interpolation=None)
     try:
-        found = parser.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    if not found:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the daemon
+            raise ConfigError(f"{path}: not a regular file")
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except FileNotFoundError:
         return Settings(Policy(), None)
+    except (OSError, configparser.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     unknown = [s for s in parser.sections() if s != SECTION]
     unknown += [k for k in (parser[SECTION] if parser.has_section(SECTION) else {})
                 if k not in KEYS]
@@ -54,6 +63,13 @@ def load(path):
                              else DEFAULT_EXEMPT_SERVICES),
             root_su_exempt=not section.getboolean("enforce_su_by_root", False),
             admin_reset_clears=section.getboolean("admin_reset_clears", False))
-        return Settings(policy, admin_gid(section.get("admin_group", "").strip()))
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    try:
+        group_gid = admin_gid(section.get("admin_group", "").strip())
+    except ValueError as exc:
+        # A group removed by someone else must not stop the flags being enforced: root stays
+        # the only admin until it is back.
+        log.error("%s: %s; only root may call the admin functions", path, exc)
+        group_gid = None
+    return Settings(policy, group_gid)

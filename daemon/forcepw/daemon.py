@@ -38,6 +38,16 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+class OneLineFormatter(logging.Formatter):
+    """Every record is one line: user names, PAM items and reasons come from clients, and a
+    newline in one must not forge a log line of its own."""
+
+    _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+    def format(self, record):
+        return super().format(record).translate(self._ESCAPES)
+
+
 def setup_logging(debug):
     level = logging.DEBUG if debug else logging.INFO
     if os.environ.get("JOURNAL_STREAM"):
@@ -46,10 +56,10 @@ def setup_logging(debug):
             handler = JournalHandler(SYSLOG_IDENTIFIER="forcepwd")
         except ImportError:
             handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(OneLineFormatter("%(message)s"))
     else:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("forcepwd: %(levelname)s: %(message)s"))
+        handler.setFormatter(OneLineFormatter("forcepwd: %(levelname)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
 
 

@@ -80,19 +80,9 @@ class Operations:
         user = request["user"]
         if peer.role is not PeerRole.ROOT and user != peer.name:
             raise Forbidden("only root may ask about another user")
-        flag = self.store.get_flag(user)
-        if flag is None:
-            return protocol.verdict_reply(protocol.VERDICT_ALLOW)
         service = request["service"]
-        try:
-            account = accounts.lookup(user)
-        except accounts.NoSuchUser:
-            return protocol.verdict_reply(protocol.VERDICT_ALLOW)  # nobody to force
-        if account.uid != flag.uid:
-            # userdel + useradd: the name is another account now; the flag was not for it.
-            self.store.clear_flag(user, EVENT_CLEARED_ACCOUNT_REPLACED, 0, "forcepwd", service)
-            log.warning("flag of %s (uid %s) dropped: the name now belongs to uid %s", user,
-                        flag.uid, account.uid)
+        flag, account = self._flag_of_this_account(user, service)
+        if flag is None:
             return protocol.verdict_reply(protocol.VERDICT_ALLOW)
         if not self.policy.must_change_password(service, request[protocol.FIELD_CALLER_UID],
                                                 account.days_until_change_allowed or 0):
@@ -111,7 +101,7 @@ class Operations:
         if peer.role is not PeerRole.ROOT:
             raise Forbidden("only root may report a password change")
         user, service = request["user"], request["service"]
-        flag = self.store.get_flag(user)
+        flag, _ = self._flag_of_this_account(user, service)
         if flag is None:
             return protocol.verdict_reply(protocol.VERDICT_ALLOW)
         caller_uid = request[protocol.FIELD_CALLER_UID]
@@ -126,6 +116,24 @@ class Operations:
             log.info("user %s changed the password (service %s): flag cleared", user, service)
             return protocol.verdict_reply(protocol.VERDICT_CLEARED)
         return protocol.verdict_reply(protocol.VERDICT_ALLOW)
+
+    def _flag_of_this_account(self, user, service):
+        """(flag, account) when `user` is flagged and the flag was set for the account that has
+        the name now; else (None, None). A flag left by an account that was deleted and whose
+        name went to another (userdel + useradd) is dropped, not enforced."""
+        flag = self.store.get_flag(user)
+        if flag is None:
+            return None, None
+        try:
+            account = accounts.lookup(user)
+        except accounts.NoSuchUser:
+            return None, None  # nobody to force
+        if account.uid != flag.uid:
+            self.store.clear_flag(user, EVENT_CLEARED_ACCOUNT_REPLACED, 0, "forcepwd", service)
+            log.warning("flag of %s (uid %s) dropped: the name now belongs to uid %s", user,
+                        flag.uid, account.uid)
+            return None, None
+        return flag, account
 
     # WHM API 1 style functions --------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from .store import StoreError
 log = logging.getLogger("forcepwd")
 
 
-BUSY_LOG_INTERVAL_S = 60.0  # a uid refused for being busy is logged at most this often
+REFUSAL_LOG_INTERVAL_S = 60.0  # a uid's refusals (busy, forbidden) are logged at most this often
 
 
 class Server:
@@ -27,7 +27,7 @@ class Server:
         self.max_connections_per_uid = max_connections_per_uid
         self.read_timeout = read_timeout
         self.active_by_uid = collections.Counter()
-        self.busy_logged_at = {}
+        self.refusal_logged_at = {}
 
     def apply(self, settings):
         """New settings (from the settings file) for the requests that come next."""
@@ -69,11 +69,18 @@ class Server:
             others = sum(n for u, n in self.active_by_uid.items() if u != 0)
             over = (self.active_by_uid[uid] > self.max_connections_per_uid
                     or others > self.max_connections)
-        now = time.monotonic()
-        if over and now - self.busy_logged_at.get(uid, -BUSY_LOG_INTERVAL_S) >= BUSY_LOG_INTERVAL_S:
-            self.busy_logged_at[uid] = now
-            log.warning("uid %s has too many connections at once; refusing the extra ones", uid)
+        if over:
+            self._log_refusal(uid, "busy", "has too many connections at once; refusing the "
+                                           "extra ones")
         return over
+
+    def _log_refusal(self, uid, kind, text):
+        """A peer can cause refusals as fast as it likes: log them, but not each one."""
+        now = time.monotonic()
+        last = self.refusal_logged_at.get((uid, kind))
+        if last is None or now - last >= REFUSAL_LOG_INTERVAL_S:
+            self.refusal_logged_at[(uid, kind)] = now
+            log.warning("uid %s %s (logged at most once a minute)", uid, text)
 
     async def _answer(self, peer, reader):
         try:
@@ -82,7 +89,7 @@ class Server:
         except protocol.ProtocolError as exc:
             return protocol.error_reply(exc.kind, exc.message)
         except Forbidden as exc:
-            log.warning("refused %s from uid %s: %s", request.get("op"), peer.uid, exc)
+            self._log_refusal(peer.uid, "forbidden", f"was refused {request['op']}: {exc}")
             return protocol.error_reply(protocol.ERR_FORBIDDEN, str(exc))
         except StoreError as exc:
             log.error("store failure: %s", exc)

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user, id);
+CREATE INDEX IF NOT EXISTS events_by_user_event ON events (user, event, id);
 """
 
 
