@@ -121,7 +121,7 @@ def test_a_plain_user_holding_connections_cannot_starve_root(daemon, make_user):
 
 
 def test_the_connection_budget_of_users_is_shared_and_roots_is_its_own():
-    server = Server(operations=None, max_connections=4, max_connections_per_uid=2)
+    server = Server(None, None, max_connections=4, max_connections_per_uid=2)
     server.active_by_uid.update({1000: 2, 1001: 2})
     assert not server._over_limit(1000) and not server._over_limit(0)
     server.active_by_uid.update({1000: 1})
@@ -316,11 +316,75 @@ def test_refusals_are_logged_at_most_once_a_minute_and_client_text_never_forges_
     def misbehave():
         for _ in range(50):
             client.ask(daemon.socket, protocol.password_changed_request(alice.name, "passwd"))
-        client.ask(daemon.socket, protocol.check_login_request(alice.name, "sshd", rhost=forged))
+            client.ask(daemon.socket, protocol.check_login_request(alice.name, "sshd"))
         return 0
 
     assert run_as(alice, misbehave)[0] == 0
+    # A user asking about themself is not a login: not logged, not recorded.
+    assert "must change password" not in daemon.log()
+    # What a login reports (here: rhost, which a remote client can influence) stays on its line.
+    client.ask(daemon.socket, protocol.check_login_request(alice.name, "sshd", rhost=forged,
+                                                           caller_uid=0))
     log = daemon.log()
     assert log.count(f"uid {alice.pw.pw_uid} was refused password_changed") == 1
     assert "\nforcepwd: INFO: user fpwtevil" not in log
     assert "rhost=x\\x0aforcepwd: INFO: user fpwtevil" in log
+
+
+def test_a_plain_user_hammering_the_heaviest_allowed_calls_does_not_delay_logins(
+        daemon, make_user):
+    """Calls run beside the login checks, and one call is bounded (26 filters at most)."""
+    alice, bob = make_user(), make_user()
+    daemon.flag(bob)
+    daemon.flag(alice)
+    for _ in range(1000):  # alice's own history, as full as it gets: what her calls go over
+        client.ask(daemon.root_socket,
+                   protocol.check_login_request(alice.name, "sshd", caller_uid=0))
+    os.chmod(os.path.dirname(daemon.socket), 0o755)
+    heavy = {"api.filter.enable": "1", "api.sort.enable": "1"}
+    for label in "abcdefghijklmnopqrstuvwxyz":
+        heavy.update({f"api.filter.{label}.field": "*", f"api.filter.{label}.arg0": "o",
+                      f"api.sort.{label}.field": "at"})
+    too_heavy = dict(heavy, **{"api.filter.aa.field": "*", "api.filter.aa.arg0": "x"})
+    reply = client.ask(daemon.socket, protocol.call_request("forcepw_history", too_heavy))
+    assert "At most 26" in reply["result"]["metadata"]["reason"]
+
+    stop_r, stop_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(alice.pw.pw_gid)
+            os.setuid(alice.pw.pw_uid)
+            os.set_blocking(stop_r, False)
+            import threading
+
+            def hammer():
+                while True:
+                    try:
+                        if os.read(stop_r, 1):
+                            return
+                    except BlockingIOError:
+                        pass
+                    client.ask(daemon.socket, protocol.call_request("forcepw_history", heavy))
+            threads = [threading.Thread(target=hammer)
+                       for _ in range(protocol.MAX_CONNECTIONS_PER_UID)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            os._exit(0)
+    os.close(stop_r)
+    try:
+        time.sleep(1)
+        check = protocol.check_login_request(bob.name, "sshd", caller_uid=0)
+        for _ in range(10):
+            start = time.monotonic()
+            verdict = client.ask(daemon.root_socket, check)["verdict"]
+            assert verdict == protocol.VERDICT_CHANGE_REQUIRED
+            assert time.monotonic() - start < 1.0
+    finally:
+        os.write(stop_w, b"x" * 16)
+        os.waitpid(pid, 0)
+        os.close(stop_w)

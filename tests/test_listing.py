@@ -306,3 +306,16 @@ def test_known_fields_are_checked_even_with_no_records():
     with pytest.raises(ListingError, match="unknown field"):
         apply_list_args([], args, fields=("user", "reason"))
     assert apply_list_args([], args) == ([], {})  # nothing to check against
+
+
+def test_more_than_26_filters_or_a_huge_chunk_size_is_refused():
+    from forcepw.listing import MAX_LABELS, ListingError, apply_list_args
+    import itertools
+    labels = ["".join(p) for p in itertools.product("abcdefghijklmnopqrstuvwxyz", repeat=2)]
+    args = {"api.filter.enable": "1"}
+    for label in labels[:MAX_LABELS + 1]:
+        args.update({f"api.filter.{label}.field": "user", f"api.filter.{label}.arg0": "x"})
+    with pytest.raises(ListingError):
+        apply_list_args([{"user": "x"}], args)
+    with pytest.raises(ListingError):
+        apply_list_args([{"user": "x"}], {"api.chunk.enable": "1", "api.chunk.size": "9" * 5000})

@@ -58,3 +58,12 @@ def test_a_store_that_cannot_be_opened_is_a_store_error(tmp_path):
     blocker.write_text("")
     with pytest.raises((st.StoreError, OSError)):
         st.Store(str(blocker / "state"))
+
+
+def test_history_is_bounded_per_user_so_one_user_cannot_push_out_the_others(state_dir):
+    s = st.Store(state_dir)
+    s.set_flag("fpwtquiet", 1, 0, "root")
+    for _ in range(st.MAX_EVENTS_PER_USER + 50):
+        s.record_event("fpwtnoisy", 2, st.EVENT_LOGIN_REFUSED, 0, "root", "sshd")
+    assert len(s.history("fpwtnoisy", limit=10**6)) == st.MAX_EVENTS_PER_USER
+    assert [e.event for e in s.history("fpwtquiet")] == [st.EVENT_FLAGGED]

@@ -30,7 +30,9 @@ def lookup(name):
         raise NoSuchUser(name) from None
     try:
         shadow = spwd.getspnam(name)
-    except (KeyError, PermissionError):
+    except (KeyError, OSError):
+        # No shadow entry (LDAP, SSSD) ends in KeyError, or in an OSError when the NSS module
+        # left errno set (seen: EAGAIN from a thread): either way nothing is known.
         return Account(name, entry.pw_uid, None, None)
     return Account(name, entry.pw_uid, _usable(shadow.sp_pwdp), _days_until_change_allowed(shadow))
 

@@ -42,7 +42,8 @@ class OneLineFormatter(logging.Formatter):
     """Every record is one line: user names, PAM items and reasons come from clients, and a
     newline in one must not forge a log line of its own."""
 
-    _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+    _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+    _ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})  # line breaks to some readers
 
     def format(self, record):
         return super().format(record).translate(self._ESCAPES)
@@ -128,7 +129,9 @@ def reload_settings(args, server):
 async def run(args):
     settings = config.load(args.config)
     store = Store(args.state_dir)
-    server = Server(Operations(store, settings.policy), settings.admin_group_gid)
+    call_store = Store(args.state_dir)  # its own connection, used only by the calls' thread
+    server = Server(Operations(store, settings.policy), Operations(call_store, settings.policy),
+                    settings.admin_group_gid)
     socks = activated_sockets()
     own_paths = [] if socks else [args.root_socket, args.socket]
     if own_paths:
@@ -164,6 +167,8 @@ async def run(args):
             os.unlink(path)
         except FileNotFoundError:
             pass
+    server.close()
+    call_store.close()
     store.close()
 
 

@@ -42,6 +42,9 @@ import math
 import re
 
 
+MAX_LABELS = 26  # filters, sort keys or columns in one request (a..z)
+
+
 class ListingError(Exception):
     """A list argument that cannot be applied; the message is for the API caller."""
 
@@ -129,6 +132,10 @@ def _parse(args):
                 parsed[part] = value
             else:
                 parsed.setdefault(label, {})[part] = value
+        if len(parsed) > MAX_LABELS:
+            # Each filter or sort key costs a pass over the records: bounded, so that no caller
+            # can make one request take seconds of the daemon's time.
+            raise ListingError(f'At most {MAX_LABELS} "api.{group}" entries are allowed.')
         if enable == "1":
             groups[group] = parsed
     return groups
@@ -265,7 +272,7 @@ def _positive_int(by_part, part, default=None):
     name = f"api.chunk.{part}"
     if raw is None:
         raise ListingError(f'"{name}" is required.')
-    if not re.fullmatch(r"[0-9]+", raw) or int(raw) < 1:
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) < 1:
         raise ListingError(f'"{name}" must be a whole number of at least 1, not "{raw}".')
     return int(raw)
 

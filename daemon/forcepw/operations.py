@@ -87,11 +87,11 @@ class Operations:
         if not self.policy.must_change_password(service, request[protocol.FIELD_CALLER_UID],
                                                 account.days_until_change_allowed or 0):
             return protocol.verdict_reply(protocol.VERDICT_ALLOW)
-        if peer.role is PeerRole.ROOT:
+        if peer.role is PeerRole.ROOT:  # a login (a user asking about themself is not one)
             self.store.record_event(user, flag.uid, EVENT_LOGIN_REFUSED, peer.uid, peer.name,
                                     service, _describe_origin(request))
-        log.info("user %s must change password (service %s %s)", user, service,
-                 _describe_origin(request))
+            log.info("user %s must change password (service %s %s)", user, service,
+                     _describe_origin(request))
         return protocol.verdict_reply(protocol.VERDICT_CHANGE_REQUIRED,
                                       login_message(flag.reason))
 

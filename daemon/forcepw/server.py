@@ -2,6 +2,7 @@
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import time
 
@@ -17,11 +18,18 @@ REFUSAL_LOG_INTERVAL_S = 60.0  # a uid's refusals (busy, forbidden) are logged a
 
 
 class Server:
-    def __init__(self, operations, admin_group_gid=None,
+    """pam_operations answer the PAM module on the event loop; call_operations (with their own
+    store connection) run the WHM-style functions in a worker thread. However long a function
+    takes, the check of a login does not wait for it: the module gives up after 2 s and fails
+    open, so a slow call must never be able to delay a login's verdict."""
+
+    def __init__(self, pam_operations, call_operations, admin_group_gid=None,
                  max_connections=protocol.MAX_CONNECTIONS,
                  max_connections_per_uid=protocol.MAX_CONNECTIONS_PER_UID,
                  read_timeout=protocol.REQUEST_READ_TIMEOUT_S):
-        self.operations = operations
+        self.pam_operations = pam_operations
+        self.call_operations = call_operations
+        self.calls = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="forcepw-calls")
         self.admin_group_gid = admin_group_gid
         self.max_connections = max_connections
         self.max_connections_per_uid = max_connections_per_uid
@@ -31,8 +39,11 @@ class Server:
 
     def apply(self, settings):
         """New settings (from the settings file) for the requests that come next."""
-        self.operations.policy = settings.policy
+        self.pam_operations.policy = self.call_operations.policy = settings.policy
         self.admin_group_gid = settings.admin_group_gid
+
+    def close(self):
+        self.calls.shutdown(wait=True)
 
     async def serve(self, sock):
         """Serve on a listening socket (bound by us, or passed by systemd)."""
@@ -54,7 +65,8 @@ class Server:
         except (ConnectionError, asyncio.TimeoutError):
             pass  # the client went away or stopped reading; nothing to tell it
         except Exception as exc:  # a bug must cost one connection, never the daemon or its log
-            log.error("internal error serving uid %s: %s: %.200s", uid, type(exc).__name__, exc)
+            self._log_refusal(uid, "internal", f"hit an internal error: {type(exc).__name__}: "
+                                               f"{str(exc)[:200]}", logging.ERROR)
         finally:
             if uid is not None:
                 self.active_by_uid[uid] -= 1
@@ -74,18 +86,18 @@ class Server:
                                            "extra ones")
         return over
 
-    def _log_refusal(self, uid, kind, text):
+    def _log_refusal(self, uid, kind, text, level=logging.WARNING):
         """A peer can cause refusals as fast as it likes: log them, but not each one."""
         now = time.monotonic()
         last = self.refusal_logged_at.get((uid, kind))
         if last is None or now - last >= REFUSAL_LOG_INTERVAL_S:
             self.refusal_logged_at[(uid, kind)] = now
-            log.warning("uid %s %s (logged at most once a minute)", uid, text)
+            log.log(level, "uid %s %s (logged at most once a minute)", uid, text)
 
     async def _answer(self, peer, reader):
         try:
             request = protocol.decode_request(await self._read_request(reader))
-            return self.dispatch(peer, request)
+            return await self.dispatch(peer, request)
         except protocol.ProtocolError as exc:
             return protocol.error_reply(exc.kind, exc.message)
         except Forbidden as exc:
@@ -110,11 +122,13 @@ class Server:
                 raise protocol.ProtocolError(protocol.ERR_BAD_REQUEST, "empty request") from None
             return exc.partial  # the client closed its side after the request: accept it
 
-    def dispatch(self, peer, request):
+    async def dispatch(self, peer, request):
         op = request["op"]
         if op == protocol.OP_CHECK_LOGIN:
-            return self.operations.check_login(peer, request)
+            return self.pam_operations.check_login(peer, request)
         if op == protocol.OP_PASSWORD_CHANGED:
-            return self.operations.password_changed(peer, request)
-        return protocol.result_reply(
-            self.operations.call(peer, request["function"], request.get("args", {})))
+            return self.pam_operations.password_changed(peer, request)
+        envelope = await asyncio.get_running_loop().run_in_executor(
+            self.calls, self.call_operations.call, peer, request["function"],
+            request.get("args", {}))
+        return protocol.result_reply(envelope)

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 DB_NAME = "forcepw.db"
 MAX_EVENTS = 100_000  # history kept; older events are dropped
+MAX_EVENTS_PER_USER = 1000  # and for each user name
 
 # History event kinds.
 EVENT_FLAGGED = "flagged"
@@ -87,6 +88,8 @@ class Store:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # Two connections (PAM checks, admin calls) may want to write at once: wait, briefly.
+            self._db.execute("PRAGMA busy_timeout=1000")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}") from exc
@@ -169,8 +172,12 @@ class Store:
         cursor = self._db.execute(
             f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (at, user, user_uid, event, actor_uid, actor, service, detail))
-        # Bounded history: every login attempt of a flagged user adds an event.
+        # Bounded history: every login attempt of a flagged user adds an event. Per user too, so
+        # that one user's many attempts cannot push everyone else's history out.
         self._db.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - MAX_EVENTS,))
+        self._db.execute(
+            "DELETE FROM events WHERE user = ? AND id <= (SELECT id FROM events WHERE user = ?"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?)", (user, user, MAX_EVENTS_PER_USER))
 
     def _transaction(self):
         return _Transaction(self._db)
