@@ -88,10 +88,10 @@ class Operations:
                                                 account.days_until_change_allowed or 0):
             return protocol.verdict_reply(protocol.VERDICT_ALLOW)
         if peer.role is PeerRole.ROOT:  # a login (a user asking about themself is not one)
+            origin = _describe_origin(request)
             self.store.record_event(user, flag.uid, EVENT_LOGIN_REFUSED, peer.uid, peer.name,
-                                    service, _describe_origin(request))
-            log.info("user %s must change password (service %s %s)", user, service,
-                     _describe_origin(request))
+                                    service, origin)
+            log.info("user %s must change password (service %s %s)", user, service, origin)
         return protocol.verdict_reply(protocol.VERDICT_CHANGE_REQUIRED,
                                       login_message(flag.reason))
 
@@ -151,12 +151,10 @@ class Operations:
             if unknown:
                 raise ApiFailure(f"Unknown parameter(s) for {function}: {', '.join(unknown)}.")
             return self._handlers[function](peer, args)
-        except ApiFailure as exc:
+        except (ApiFailure, listing.ListingError) as exc:
             return envelope(function, 0, f"API failure: {exc}")
         except Forbidden as exc:
             return envelope(function, 0, f"Access denied: {exc}")
-        except listing.ListingError as exc:
-            return envelope(function, 0, f"API failure: {exc}")
 
     def forcepasswordchange(self, peer, args):
         command = "forcepasswordchange"

@@ -167,10 +167,10 @@ def _cleaned(value):
 
 
 def _shown(value, limit=64):
-    """A client's value in an error message: short, and always encodable."""
+    """A client's value in an error message: short, and always encodable (repr escapes lone
+    surrogates)."""
     text = repr(value)
-    return (text[:limit] + "...") if len(text) > limit else text.encode(
-        "utf-8", "backslashreplace").decode("utf-8")
+    return (text[:limit] + "...") if len(text) > limit else text
 
 
 def check_login_request(user, service="", rhost="", tty="", ruser="", caller_uid=-1):
